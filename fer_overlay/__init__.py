@@ -1,0 +1,1 @@
+"""fer-overlay: live emotion overlay for online-lecture gallery views."""

@@ -1,0 +1,70 @@
+"""Face crops exactly as the emotion CNN saw them in training.
+
+FER2013 faces are 48x48 grayscale crops, roughly eyebrows-to-chin, with the eyes
+level. The runtime must hand the CNN crops with the same framing, otherwise the
+accuracy measured on FER2013 does not carry over to screen grabs. This module is
+the single place that decides the framing; ``train/`` and the runtime both use it.
+
+The framing constants below were measured on FER2013 itself: YuNet was run on
+FER2013 PublicTest faces (upscaled 4x) and the median eye positions were taken
+(see ``train/framing.py``, which re-measures them).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+FACE_SIZE = 48
+"""Side of the square grayscale crop the CNN takes."""
+
+# Median eye centres in FER2013 48x48 crops, as fractions of the side (x, y).
+# Measured by ``python -m train framing`` on PublicTest faces where YuNet found a face.
+LEFT_EYE = (0.3276, 0.3791)
+RIGHT_EYE = (0.6709, 0.3791)
+
+
+def to_model_input(faces: np.ndarray) -> np.ndarray:
+    """uint8 faces ``(N, 48, 48)`` -> float32 ``(N, 48, 48, 1)`` in 0..255.
+
+    Scaling to 0..1 happens inside the network, so every caller feeds raw pixels.
+    """
+    faces = np.asarray(faces)
+    if faces.ndim != 3 or faces.shape[1:] != (FACE_SIZE, FACE_SIZE):
+        raise ValueError(f"expected faces of shape (N, {FACE_SIZE}, {FACE_SIZE}), got {faces.shape}")
+    return faces.astype(np.float32)[..., None]
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """BGR, BGRA or gray image -> 2-D uint8 gray image."""
+    if image.ndim == 2:
+        return image
+    code = cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY
+    return cv2.cvtColor(image, code)
+
+
+def eye_alignment(left_eye: tuple[float, float], right_eye: tuple[float, float],
+                  size: int = FACE_SIZE) -> np.ndarray:
+    """2x3 affine matrix mapping image points so the eyes land where FER2013 has them.
+
+    ``left_eye`` is the eye on the image's left. A similarity transform (rotation,
+    uniform scale, shift) keeps the face undistorted while levelling the eyes.
+    """
+    src = np.array([left_eye, right_eye], dtype=np.float64)
+    dst = np.array([LEFT_EYE, RIGHT_EYE], dtype=np.float64) * size
+    src_vec, dst_vec = src[1] - src[0], dst[1] - dst[0]
+    scale = np.linalg.norm(dst_vec) / max(np.linalg.norm(src_vec), 1e-6)
+    angle = np.arctan2(src_vec[1], src_vec[0]) - np.arctan2(dst_vec[1], dst_vec[0])
+    cos, sin = scale * np.cos(-angle), scale * np.sin(-angle)
+    rot = np.array([[cos, -sin], [sin, cos]])
+    shift = dst[0] - rot @ src[0]
+    return np.hstack([rot, shift[:, None]])
+
+
+def align_crop(gray: np.ndarray, left_eye: tuple[float, float], right_eye: tuple[float, float],
+               size: int = FACE_SIZE) -> np.ndarray:
+    """Cut one face out of a gray frame, eyes level and framed like FER2013."""
+    matrix = eye_alignment(left_eye, right_eye, size)
+    # INTER_AREA is not supported by warpAffine; linear is close to how FER2013 was resized.
+    return cv2.warpAffine(gray, matrix, (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)

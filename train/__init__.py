@@ -1,0 +1,1 @@
+"""Training, evaluation and export of fer-overlay's emotion CNN (``python -m train``)."""

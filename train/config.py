@@ -1,0 +1,53 @@
+"""Every hyper-parameter of a training run, in one frozen dataclass.
+
+The config is written as ``config.json`` next to every checkpoint and exported model,
+so any figure in ``models/metrics.json`` can be traced back to the settings that made it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: str = "../shared/data/fer2013.npz"
+    labels: str = "fer2013"          # "fer2013" (hard labels) or "ferplus" (vote distributions)
+    seed: int = 1337
+    epochs: int = 80
+    batch_size: int = 64
+    learning_rate: float = 2e-3      # peak of the warm-up + cosine schedule (AdamW)
+    warmup_epochs: int = 3
+    weight_decay: float = 0.05       # decoupled (AdamW); multiplied by the learning rate
+    label_smoothing: float = 0.1
+    widths: tuple[int, ...] = (32, 64, 128, 256)
+    dense: int = 256
+    dropout: float = 0.5
+    # On-the-fly augmentation (all stateless, seeded by (seed, epoch, batch)).
+    flip: bool = True
+    rotate_deg: float = 15.0
+    scale: float = 0.15              # zoom in/out by up to this fraction
+    shift: float = 0.10              # translate by up to this fraction of the side
+    erase_prob: float = 0.5          # random erasing (Zhong et al. 2017)
+    brightness: float = 0.2          # +-20% contrast and brightness jitter
+    limit: int = 0                   # use only the first N training rows (tests); 0 = all
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainConfig":
+        raw = json.loads(Path(path).read_text())
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(raw) - names
+        if unknown:
+            raise ValueError(f"{path}: unknown config keys {sorted(unknown)}")
+        if "widths" in raw:
+            raw["widths"] = tuple(raw["widths"])
+        return cls(**raw)
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
