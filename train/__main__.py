@@ -21,6 +21,20 @@ def main(argv: list[str] | None = None) -> int:
     fit_p.add_argument("--labels", choices=("fer2013", "ferplus"))
     fit_p.add_argument("--limit", type=int, help="use only the first N training rows")
     fit_p.add_argument("--resume", action="store_true", help="continue the run in --run")
+    eval_p = sub.add_parser("evaluate", help="metrics.json, plots and report for a model")
+    eval_p.add_argument("--run", type=Path, default=Path("runs/main"))
+    eval_p.add_argument("--model", type=Path, help="default: <run>/best.keras")
+    eval_p.add_argument("--data", default="../shared/data/fer2013.npz")
+    eval_p.add_argument("--out", type=Path, default=Path("models"))
+    export_p = sub.add_parser("export", help="write the runtime model files and model card")
+    export_p.add_argument("--run", type=Path, default=Path("runs/main"))
+    export_p.add_argument("--model", type=Path, help="default: <run>/best.keras")
+    export_p.add_argument("--out", type=Path, default=Path("models"))
+    framing_p = sub.add_parser("framing", help="measure FER2013 eye positions for preprocess.py")
+    framing_p.add_argument("--data", default="../shared/data/fer2013.npz")
+    demo_p = sub.add_parser("demo-faces", help="pick the PrivateTest faces bundled for 'fer-overlay demo'")
+    demo_p.add_argument("--data", default="../shared/data/fer2013.npz")
+    demo_p.add_argument("--out", type=Path, default=Path("models/demo_faces.npz"))
     args = parser.parse_args(argv)
 
     from rich.console import Console
@@ -37,6 +51,30 @@ def main(argv: list[str] | None = None) -> int:
             state = fit(config.replace(**changes), args.run, resume=args.resume, console=console)
             console.print(f"done: epoch {state['epoch']}, best PublicTest {state['best_accuracy']:.4f} "
                           f"at epoch {state['best_epoch']}")
+        elif args.command == "evaluate":
+            from train.evaluate import evaluate
+            metrics = evaluate(args.model or args.run / "best.keras", args.data, args.out, args.run)
+            console.print(f"PublicTest {metrics['PublicTest']['accuracy']:.4f} "
+                          f"(flip {metrics['PublicTest_flip']['accuracy']:.4f}), PrivateTest "
+                          f"{metrics['PrivateTest']['accuracy']:.4f} (flip {metrics['PrivateTest_flip']['accuracy']:.4f})"
+                          f" -> {args.out / 'metrics.json'}")
+        elif args.command == "export":
+            from train.export import export, update_metrics, write_card
+            runtime = export(args.model or args.run / "best.keras", args.out, args.run)
+            update_metrics(args.out, runtime)
+            write_card(args.out)
+            console.print(f"exported to {args.out}: {runtime}")
+        elif args.command == "framing":
+            from train.data import load
+            from train.framing import measure
+            console.print(measure(load(args.data).subset("PublicTest")))
+        elif args.command == "demo-faces":
+            import numpy as np
+            from train.data import load
+            from train.framing import demo_faces
+            pixels, labels = demo_faces(load(args.data).subset("PrivateTest"))
+            np.savez_compressed(args.out, pixels=pixels, labels=labels)
+            console.print(f"{len(labels)} faces -> {args.out}")
     except (DataError, FileExistsError, FileNotFoundError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2

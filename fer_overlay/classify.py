@@ -1,0 +1,94 @@
+"""Emotion probabilities for a batch of aligned 48x48 faces, with our own CNN.
+
+The runtime loads the LiteRT (TFLite) export, 4-5x faster than Keras ``predict`` for
+the 25-50 faces of a gallery; the Keras file is the fallback when no LiteRT
+interpreter is installed. Both give the same numbers (tested).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fer_overlay.assets import CLASSIFIER, CLASSIFIER_KERAS, bundled
+from fer_overlay.core import EMOTIONS
+from fer_overlay.errors import ModelError
+from fer_overlay.preprocess import to_model_input
+
+
+def _litert_interpreter(path: Path, threads: int):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf  # tf.lite ships the same interpreter, with a deprecation notice
+        Interpreter = tf.lite.Interpreter
+    return Interpreter(model_path=str(path), num_threads=threads)
+
+
+class EmotionClassifier:
+    """``predict(uint8 (N, 48, 48)) -> float32 (N, 7)`` probabilities in ``EMOTIONS`` order.
+
+    ``flip_average`` adds the mirrored face and averages (test-time augmentation):
+    measured on PublicTest it is worth about a point of accuracy for twice the compute.
+    """
+
+    def __init__(self, runner, flip_average: bool = True):
+        self._run = runner
+        self.flip_average = flip_average
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, *, flip_average: bool = True,
+             threads: int = 2) -> "EmotionClassifier":
+        """Load a ``.tflite`` (fast) or ``.keras`` model; default: the bundled one."""
+        path = Path(path) if path else bundled(CLASSIFIER)
+        if not path.is_file() and path.suffix == ".tflite" and path.with_suffix(".keras").is_file():
+            path = path.with_suffix(".keras")
+        if not path.is_file():
+            raise ModelError(f"emotion model not found at {path}; reinstall fer-overlay or train one "
+                             "with 'python -m train fit' and 'python -m train export'")
+        try:
+            runner = _keras_runner(path) if path.suffix == ".keras" else _litert_runner(path, threads)
+        except ModelError:
+            raise
+        except Exception as exc:  # each backend raises its own types for a damaged file
+            raise ModelError(f"emotion model {path} cannot be loaded ({type(exc).__name__}); "
+                             f"the file is corrupt: reinstall fer-overlay or re-export it") from None
+        return cls(runner, flip_average)
+
+    def predict(self, faces: np.ndarray) -> np.ndarray:
+        x = to_model_input(faces)
+        if len(x) == 0:
+            return np.zeros((0, len(EMOTIONS)), np.float32)
+        if not self.flip_average:
+            return self._run(x)
+        both = self._run(np.concatenate([x, x[:, :, ::-1]]))
+        return (both[: len(x)] + both[len(x):]) / 2
+
+
+def _litert_runner(path: Path, threads: int):
+    interpreter = _litert_interpreter(path, threads)
+    input_index = interpreter.get_input_details()[0]["index"]
+    output_index = interpreter.get_output_details()[0]["index"]
+    allocated = [None]
+
+    def run(x: np.ndarray) -> np.ndarray:
+        # Re-allocating costs ~1 ms, so only when the number of faces changes.
+        if allocated[0] != x.shape:
+            interpreter.resize_tensor_input(input_index, x.shape)
+            interpreter.allocate_tensors()
+            allocated[0] = x.shape
+        interpreter.set_tensor(input_index, np.ascontiguousarray(x))
+        interpreter.invoke()
+        return interpreter.get_tensor(output_index).copy()
+
+    return run
+
+
+def _keras_runner(path: Path):
+    import keras
+    import tensorflow as tf
+
+    model = keras.models.load_model(path, compile=False)
+    call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    return lambda x: call(tf.constant(x)).numpy()

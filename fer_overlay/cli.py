@@ -1,0 +1,311 @@
+"""``fer-overlay``: the command line. Builds the one Config, wires sources, stages and sinks.
+
+User mistakes (``UserError``) end as one ``error: ...`` line and exit code 2; Ctrl-C ends
+a run cleanly with every sink closed, so files already written stay complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import os
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+
+from fer_overlay.errors import UserError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # before TensorFlow loads: keep the terminal for the table
+
+SHARED_FEED_WARNING = ("The virtual camera is visible to everyone in the meeting. Feed mode '{mode}'"
+                       "{what}. Choose with --feed-mode aggregate|blur|full.")
+
+
+def _duration(text: str) -> float:
+    """``90``, ``90s``, ``15m``, ``2h``, ``30d`` -> seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 90s, 15m, 2h or 30d")
+    return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", type=Path, help="write per-frame results (JSON Lines; one object for an image)")
+    parser.add_argument("--record", type=Path, help="append per-second numbers to this SQLite session file")
+    parser.add_argument("--no-table", action="store_true", help="do not show the live table")
+    parser.add_argument("--half-life", type=float, default=1.5, help="seconds of label smoothing (default 1.5)")
+    parser.add_argument("--detect-width", type=int, default=960, help="detect faces at this width (default 960)")
+    parser.add_argument("--no-flip", action="store_true", help="no mirrored second look per face (faster)")
+    parser.add_argument("--exclude", default="", help="comma-separated students (tile keys like r2c3) to leave out entirely")
+    parser.add_argument("--aggregate-only", action="store_true",
+                        help="keep no per-student rows anywhere: class-level numbers only")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fer-overlay", description="Live emotion overlay for lecture gallery views.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    live = sub.add_parser("live", help="watch the screen (or a webcam) live")
+    where = live.add_mutually_exclusive_group()
+    where.add_argument("--monitor", type=int, default=1, help="monitor number (see 'fer-overlay monitors')")
+    where.add_argument("--region", help="X,Y,W,H screen region, e.g. the Zoom gallery area")
+    where.add_argument("--webcam", type=int, help="webcam index instead of the screen")
+    live.add_argument("--fps", type=float, default=10.0, help="grab rate and output rate (default 10)")
+    live.add_argument("--virtual-cam", action="store_true", help="send the feed to a virtual camera")
+    live.add_argument("--feed-mode", choices=("aggregate", "blur", "full"), default="aggregate",
+                      help="what meeting participants see on the virtual camera (default aggregate)")
+    live.add_argument("--preview", action="store_true", help="show a preview window (teacher only)")
+    live.add_argument("--mjpeg", type=int, metavar="PORT", help="serve the annotated feed at http://127.0.0.1:PORT/")
+    live.add_argument("--bind", default="127.0.0.1", help="address for --mjpeg (default loopback only)")
+    live.add_argument("--out", type=Path, help="also write the annotated feed to this video file")
+    live.add_argument("--duration", type=_duration, help="stop after this long (e.g. 45m)")
+    live.add_argument("--accept-notice", action="store_true", help="accept the responsible-use notice (scripted use)")
+    _common(live)
+    live.set_defaults(handler=cmd_live)
+
+    analyze = sub.add_parser("analyze", help="analyse a video file or a screenshot")
+    analyze.add_argument("input", type=Path)
+    analyze.add_argument("--out", type=Path, help="annotated video or image")
+    analyze.add_argument("--mode", choices=("full", "blur", "aggregate"), default="full",
+                         help="annotation of --out (default full)")
+    _common(analyze)
+    analyze.set_defaults(handler=cmd_analyze)
+
+    demo = sub.add_parser("demo", help="run on a bundled gallery clip (no screen needed)")
+    demo.add_argument("--out", type=Path, default=Path("demo-annotated.mp4"))
+    demo.add_argument("--seconds", type=float, default=10.0)
+    demo.add_argument("--mode", choices=("full", "blur", "aggregate"), default="full")
+    _common(demo)
+    demo.set_defaults(handler=cmd_demo)
+
+    monitors = sub.add_parser("monitors", help="list monitors and their geometry")
+    monitors.set_defaults(handler=cmd_monitors)
+
+    notice = sub.add_parser("notice", help="print a notice to paste into the meeting chat")
+    notice.add_argument("--record", action="store_true", help="say that per-second numbers are kept")
+    notice.set_defaults(handler=cmd_notice)
+
+    report = sub.add_parser("report", help="after-class HTML report of a recorded session")
+    report.add_argument("database", type=Path)
+    report.add_argument("--out", type=Path, default=Path("report"))
+    report.add_argument("--session", type=int, help="session id (default: the latest)")
+    report.add_argument("--csv", type=Path, help="also write per-student per-second rows as CSV")
+    report.add_argument("--flag-negative", type=float, default=0.5, help="flag a negative share at or above this")
+    report.add_argument("--for", dest="flag_for", type=_duration, default=60.0, help="... sustained this long (60s)")
+    report.add_argument("--flag-absent", type=_duration, default=300.0, help="flag absence longer than this (5m)")
+    report.set_defaults(handler=cmd_report)
+
+    purge = sub.add_parser("purge", help="delete recorded sessions older than a bound")
+    purge.add_argument("database", type=Path)
+    purge.add_argument("--older-than", type=_duration, required=True, help="e.g. 30d")
+    purge.set_defaults(handler=cmd_purge)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=True)
+    try:
+        return args.handler(args, console) or 0
+    except UserError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        console.print("stopped")
+        return 130
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_monitors(args, console: Console) -> int:
+    from fer_overlay.sources import list_monitors
+    for number, m in enumerate(list_monitors()):
+        label = "all monitors" if number == 0 else f"monitor {number}"
+        print(f"{number}: {label:<13} {m['width']}x{m['height']} at {m['left']},{m['top']}")
+    return 0
+
+
+def cmd_notice(args, console: Console) -> int:
+    from fer_overlay.notice import chat_notice
+    print(chat_notice(record=args.record))
+    return 0
+
+
+def cmd_purge(args, console: Console) -> int:
+    from fer_overlay.record import purge
+    removed = purge(args.database, args.older_than)
+    console.print(f"removed {removed} session(s) older than {args.older_than / 86400:g} days from {args.database}")
+    return 0
+
+
+def cmd_report(args, console: Console) -> int:
+    from fer_overlay.report import FlagRule, load_session, write_csv, write_report
+    session = load_session(args.database, args.session)
+    rules = FlagRule(negative=args.flag_negative, for_seconds=args.flag_for, absent_seconds=args.flag_absent)
+    index = write_report(session, args.out, rules)
+    if args.csv:
+        write_csv(session, args.csv)
+    console.print(f"report: {index}")
+    return 0
+
+
+def _analyzer(args):
+    from fer_overlay.config import Config
+    from fer_overlay.pipeline import Analyzer
+    config = Config(half_life=args.half_life, detect_width=args.detect_width, flip_average=not args.no_flip)
+    exclude = frozenset(s.strip() for s in args.exclude.split(",") if s.strip())
+    return Analyzer.from_config(config, exclude=exclude)
+
+
+def _listeners(args, stack: contextlib.ExitStack, console: Console, source_name: str, single: bool = False):
+    """Table, JSON and record: each gets every analysis result (privacy filters applied)."""
+    from fer_overlay.pipeline import aggregate_only
+    listeners: list[Callable] = []
+    if args.json:
+        from fer_overlay.sinks import JsonLinesSink, result_to_dict
+        if single:
+            import json
+            listeners.append(lambda r: args.json.write_text(json.dumps(result_to_dict(r), indent=1) + "\n"))
+        else:
+            json_sink = stack.enter_context(contextlib.closing(JsonLinesSink(args.json)))
+            listeners.append(lambda r: json_sink.write(None, r))
+    if args.record:
+        from fer_overlay.record import Recorder
+        recorder = stack.enter_context(Recorder(args.record, source=source_name,
+                                                aggregate_only=args.aggregate_only))
+        listeners.append(recorder.add)
+    if not args.no_table:
+        from fer_overlay.dashboard import LiveTable
+        table = stack.enter_context(LiveTable(console=Console()))
+        listeners.append(table.update)
+    if args.aggregate_only:
+        listeners = [lambda r, listen=listen: listen(aggregate_only(r)) for listen in listeners]
+    return listeners
+
+
+def cmd_analyze(args, console: Console) -> int:
+    from fer_overlay.draw import Annotator
+    from fer_overlay.pipeline import run_offline
+    from fer_overlay.sinks import ImageFileSink, VideoFileSink
+    from fer_overlay.sources import ImageSource, open_file
+
+    source = open_file(args.input)
+    single = isinstance(source, ImageSource)
+    analyzer = _analyzer(args)
+    with contextlib.ExitStack() as stack:
+        stack.callback(source.close)
+        outputs = []
+        if args.out:
+            sink = ImageFileSink(args.out) if single else VideoFileSink(args.out, source.fps)
+            stack.callback(sink.close)
+            outputs.append((Annotator(args.mode), sink))
+        listeners = _listeners(args, stack, console, str(args.input), single)
+        stats = run_offline(source, analyzer, outputs, listeners)
+    console.print(f"analysed {stats.analysed} frame(s) in {stats.seconds:.1f} s"
+                  + (f"; annotated output: {args.out}" if args.out else ""))
+    return 0
+
+
+def cmd_demo(args, console: Console) -> int:
+    from fer_overlay.demo import DemoSource
+    from fer_overlay.draw import Annotator
+    from fer_overlay.pipeline import run_offline
+    from fer_overlay.sinks import VideoFileSink
+
+    source = DemoSource(seconds=args.seconds)
+    analyzer = _analyzer(args)
+    with contextlib.ExitStack() as stack:
+        sink = VideoFileSink(args.out, source.fps)
+        stack.callback(sink.close)
+        listeners = _listeners(args, stack, console, "demo")
+        stats = run_offline(source, analyzer, [(Annotator(args.mode), sink)], listeners)
+    console.print(f"demo: {stats.frames} frames analysed in {stats.seconds:.1f} s "
+                  f"({stats.frames / max(stats.seconds, 1e-9):.1f} frames/s) -> {args.out}")
+    return 0
+
+
+def _confirm_notice(args, console: Console) -> None:
+    from fer_overlay import notice
+    if notice.accepted():
+        return
+    console.print(notice.LEGAL_NOTICE, highlight=False)
+    if args.accept_notice:
+        notice.remember_acceptance()
+        return
+    if not sys.stdin.isatty():
+        raise UserError("the responsible-use notice above has not been accepted; "
+                        "run 'fer-overlay live' once in a terminal, or pass --accept-notice")
+    if input("Type 'yes' to confirm you have read this and may use fer-overlay here: ").strip().lower() != "yes":
+        raise UserError("notice not accepted; nothing was analysed")
+    notice.remember_acceptance()
+
+
+def cmd_live(args, console: Console) -> int:
+    from fer_overlay.draw import Annotator
+    from fer_overlay.pipeline import run_live
+    from fer_overlay.sources import ScreenSource, VideoSource, parse_region
+
+    _confirm_notice(args, console)
+    if args.webcam is not None:
+        source, name = VideoSource(args.webcam, fps=args.fps), f"webcam {args.webcam}"
+    else:
+        region = parse_region(args.region) if args.region else None
+        source = ScreenSource(monitor=args.monitor, region=region, fps=args.fps)
+        name = f"region {args.region}" if region else f"monitor {args.monitor}"
+    analyzer = _analyzer(args)
+    teacher = Annotator("full")
+    with contextlib.ExitStack() as stack:
+        stack.callback(source.close)
+        outputs = _live_outputs(args, stack, console, source, teacher)
+        listeners = _listeners(args, stack, console, name)
+        max_frames = int(args.duration * source.fps) if args.duration else None
+        try:
+            stats = run_live(source, analyzer, outputs, listeners, max_frames=max_frames)
+        except KeyboardInterrupt:
+            console.print("stopping: closing outputs")
+            return 0
+    console.print(f"live: {stats.frames} frames out, {stats.analysed} analysed, {stats.dropped} dropped, "
+                  f"{stats.seconds:.0f} s")
+    return 0
+
+
+def _live_outputs(args, stack, console, source, teacher):
+    from fer_overlay.draw import Annotator
+    from fer_overlay.sinks import MjpegSink, PreviewSink, VideoFileSink, VirtualCameraSink
+    width, height = source.size
+    outputs = []
+    if args.virtual_cam:
+        what = {"aggregate": " shows only the class mood, no per-student marks",
+                "blur": " blurs faces but shows each student's label",
+                "full": " shows every student's face box and emotion label"}[args.feed_mode]
+        console.print(SHARED_FEED_WARNING.format(mode=args.feed_mode, what=what), highlight=False)
+        sink = VirtualCameraSink(width, height, args.fps)
+        stack.callback(sink.close)
+        outputs.append((Annotator(args.feed_mode), sink))
+    if args.preview:
+        sink = PreviewSink("fer-overlay (teacher preview)")
+        stack.callback(sink.close)
+        outputs.append((teacher, sink))
+    if args.mjpeg is not None:
+        shared = args.bind not in ("127.0.0.1", "localhost", "::1")
+        if shared:
+            console.print(f"warning: the MJPEG feed on {args.bind}:{args.mjpeg} is reachable from other "
+                          f"computers; it uses feed mode '{args.feed_mode}'")
+        sink = MjpegSink(args.mjpeg, host=args.bind)
+        stack.callback(sink.close)
+        outputs.append((Annotator(args.feed_mode) if shared else teacher, sink))
+        console.print(f"MJPEG feed: http://{args.bind}:{sink.port}/")
+    if args.out:
+        sink = VideoFileSink(args.out, args.fps)
+        stack.callback(sink.close)
+        outputs.append((teacher, sink))
+    return outputs
+
+
+if __name__ == "__main__":
+    sys.exit(main())

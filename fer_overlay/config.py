@@ -1,0 +1,15 @@
+"""The one frozen configuration of a run, built by the CLI and passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Config:
+    score_threshold: float = 0.6   # YuNet face score; lower finds more faces and more false ones
+    detect_width: int = 960        # frames are downscaled to this width for detection
+    max_faces: int = 100
+    half_life: float = 1.5         # seconds for a student's smoothed probabilities to move halfway
+    flip_average: bool = True      # test-time augmentation: average face and mirrored face
+    fps: float = 10.0              # screen grab rate (the annotated feed's rate)

@@ -1,0 +1,57 @@
+"""Responsible-use texts and the one-time legal notice before the first live run.
+
+Emotion inference on students is restricted by law in places (EU AI Act Art. 5(1)(f))
+and is sensitive everywhere; the notice makes the teacher read that once, and the
+acknowledgement is remembered in the user's config folder (not in the project).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+LEGAL_NOTICE = """\
+Before you analyse students' faces
+- EU AI Act, Article 5(1)(f), in force since 2 February 2025: AI systems that infer the
+  emotions of people in workplaces and EDUCATION INSTITUTIONS are prohibited in the EU,
+  except for medical or safety reasons. If you teach at or for an EU institution, do not
+  use fer-overlay on students.
+- Elsewhere: tell students before you start ('fer-overlay notice' prints a text for the
+  chat), let them opt out (--exclude), and keep as little as you need (--aggregate-only,
+  'fer-overlay purge').
+- Everything runs on this computer. Nothing is sent anywhere; no face images are saved.
+- The virtual camera is seen by everyone in the meeting. It shows only the class mood
+  unless you choose --feed-mode full or blur.
+- Facial expressions are not feelings, and a label is not a judgement of a student."""
+
+CHAT_NOTICE = """\
+Notice: during this session I use fer-overlay, a tool that runs only on my computer and
+estimates the facial expressions visible in the gallery view (e.g. "happy", "neutral"),
+to help me notice when the class is lost or tired.
+- Nothing leaves my computer; no images or recordings of you are kept.
+- {kept}
+- If you do not want to be included, tell me (chat or message) and I will exclude your
+  tile, or simply turn your camera off.
+Questions: ask me any time."""
+
+
+def chat_notice(record: bool = False) -> str:
+    kept = ("Per-second numbers (expression shares) are kept for my after-class report and "
+            "deleted after 30 days." if record else "Nothing is kept after the session.")
+    return CHAT_NOTICE.format(kept=kept)
+
+
+def acknowledgement_file() -> Path:
+    from platformdirs import user_config_dir
+    return Path(user_config_dir("fer-overlay")) / "notice-accepted"
+
+
+def accepted() -> bool:
+    return acknowledgement_file().is_file()
+
+
+def remember_acceptance(now: float | None = None) -> Path:
+    path = acknowledgement_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now or time.time())) + "\n")
+    return path

@@ -1,0 +1,97 @@
+"""Per-student memory: smoothed probabilities, time in the current emotion, last minute's mix.
+
+Each student has their own smoother, so one student's frames never leak into another's
+label (the ``fer`` package's single shared window does exactly that). Smoothing is an
+exponential moving average with a half-life in seconds, not in frames, so the label
+settles equally fast whatever rate the analysis runs at.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fer_overlay.core import EMOTIONS, Face, Student, Tile
+
+MIX_WINDOW = 60.0   # seconds of history behind a student's emotion-mix bar
+
+
+@dataclass
+class _Memory:
+    smoothed: np.ndarray
+    updated: float
+    label: int
+    label_since: float
+    history: deque = field(default_factory=deque)   # (timestamp, label index)
+
+
+def student_ids(faces: tuple[Face, ...]) -> list[str]:
+    """A student per tile; extra faces sharing a tile get ``#2``, ``#3`` left to right."""
+    counts: dict[str, int] = {}
+    ids = [""] * len(faces)
+    for i in sorted(range(len(faces)), key=lambda i: faces[i].box.x):
+        base = faces[i].tile.key if faces[i].tile else "face"
+        counts[base] = counts.get(base, 0) + 1
+        ids[i] = base if counts[base] == 1 else f"{base}#{counts[base]}"
+    return ids
+
+
+class Tracker:
+    """Turns per-frame faces into per-student rows; keeps each student's history."""
+
+    def __init__(self, half_life: float = 1.5):
+        if half_life < 0:
+            raise ValueError("half-life must be >= 0 seconds")
+        self.half_life = half_life
+        self._memory: dict[str, _Memory] = {}
+
+    def update(self, faces: tuple[Face, ...], tiles: tuple[Tile, ...],
+               timestamp: float) -> tuple[tuple[Face, ...], tuple[Student, ...]]:
+        """Faces with ``student`` and ``smoothed`` set, and one ``Student`` per tile or face."""
+        out_faces, rows = [], {}
+        for face, sid in zip(faces, student_ids(faces)):
+            if face.probabilities is None:
+                out_faces.append(dataclasses.replace(face, student=sid))
+                continue
+            memory = self._smooth(sid, np.asarray(face.probabilities, np.float64), timestamp)
+            smoothed = tuple(float(p) for p in memory.smoothed)
+            out_faces.append(dataclasses.replace(face, student=sid, smoothed=smoothed))
+            rows[sid] = Student(
+                id=sid, tile=face.tile, status="present", emotion=EMOTIONS[memory.label],
+                confidence=float(memory.smoothed[memory.label]), probabilities=smoothed,
+                since=timestamp - memory.label_since, mix=self._mix(memory))
+        for tile in tiles:
+            if tile.key not in rows:
+                rows[tile.key] = Student(id=tile.key, tile=tile, status="no_face")
+        return tuple(out_faces), tuple(sorted(rows.values(), key=_row_order))
+
+    def _smooth(self, sid: str, probs: np.ndarray, now: float) -> _Memory:
+        memory = self._memory.get(sid)
+        if memory is None:
+            label = int(np.argmax(probs))
+            memory = self._memory[sid] = _Memory(probs, now, label, now)
+        else:
+            dt = max(now - memory.updated, 0.0)
+            keep = 0.5 ** (dt / self.half_life) if self.half_life > 0 else 0.0
+            memory.smoothed = keep * memory.smoothed + (1 - keep) * probs
+            memory.updated = now
+            label = int(np.argmax(memory.smoothed))
+            if label != memory.label:
+                memory.label, memory.label_since = label, now
+        memory.history.append((now, memory.label))
+        while memory.history and memory.history[0][0] < now - MIX_WINDOW:
+            memory.history.popleft()
+        return memory
+
+    @staticmethod
+    def _mix(memory: _Memory) -> tuple[float, ...]:
+        counts = np.bincount([label for _, label in memory.history], minlength=len(EMOTIONS))
+        return tuple(float(c) for c in counts / max(counts.sum(), 1))
+
+
+def _row_order(student: Student) -> tuple:
+    tile = student.tile
+    return (tile.row, tile.col, student.id) if tile else (10**6, 0, student.id)

@@ -1,0 +1,128 @@
+"""Write the model the runtime loads: Keras (reference) and LiteRT/TFLite (fast default).
+
+The TFLite file has a dynamic batch dimension so one call classifies all faces of a
+frame. Export checks that both files give the same probabilities and times them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fer_overlay.assets import CLASSIFIER, CLASSIFIER_KERAS
+
+TOLERANCE = 1e-4   # max |keras - tflite| probability difference accepted
+
+
+def export(model_path: Path, out_dir: Path, run_dir: Path | None = None, sample: np.ndarray | None = None) -> dict:
+    import keras
+    import tensorflow as tf
+
+    trained = keras.models.load_model(model_path, compile=False)
+    # A fresh copy without optimizer state: a third of the size, same predictions.
+    model = keras.models.clone_model(trained)
+    model.set_weights(trained.get_weights())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    keras_path, tflite_path = out_dir / CLASSIFIER_KERAS, out_dir / CLASSIFIER
+    model.save(keras_path)
+    with tempfile.TemporaryDirectory() as saved:
+        model.export(saved, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
+        tflite_path.write_bytes(converter.convert())
+    if run_dir is not None and (run_dir / "config.json").exists():
+        shutil.copy(run_dir / "config.json", out_dir / "emotion_cnn.config.json")
+
+    from fer_overlay.classify import EmotionClassifier
+    if sample is None:
+        sample = np.random.default_rng(0).integers(0, 256, (256, 48, 48), dtype=np.uint8)
+    fast = EmotionClassifier.load(tflite_path, flip_average=False)
+    reference = EmotionClassifier.load(keras_path, flip_average=False)
+    difference = float(np.abs(fast.predict(sample) - reference.predict(sample)).max())
+    if difference > TOLERANCE:
+        raise RuntimeError(f"TFLite and Keras disagree by {difference:.2g} (> {TOLERANCE})")
+    runtime = {"keras_vs_tflite_max_abs_diff": difference,
+               "ms_per_batch_of_25": {}, "files_mb": {}}
+    batch = sample[:25]
+    for name, path in (("tflite", tflite_path), ("keras", keras_path)):
+        for flip in (False, True):
+            classifier = EmotionClassifier.load(path, flip_average=flip)
+            runtime["ms_per_batch_of_25"][f"{name}{'_flip' if flip else ''}"] = round(_time(classifier, batch), 2)
+        runtime["files_mb"][path.name] = round(path.stat().st_size / 1e6, 2)
+    return runtime
+
+
+def _time(classifier, batch: np.ndarray, repeats: int = 50) -> float:
+    classifier.predict(batch)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        classifier.predict(batch)
+    return (time.perf_counter() - started) / repeats * 1000
+
+
+def update_metrics(out_dir: Path, runtime: dict) -> None:
+    path = out_dir / "metrics.json"
+    metrics = json.loads(path.read_text()) if path.exists() else {}
+    metrics["runtime"] = runtime
+    path.write_text(json.dumps(metrics, indent=2) + "\n")
+
+
+def write_card(out_dir: Path) -> None:
+    """``models/README.md``: what the model is, how it was measured, what it cannot do."""
+    m = json.loads((out_dir / "metrics.json").read_text())
+    private, public = m["PrivateTest_flip"], m["PublicTest_flip"]
+    config, training, runtime = m.get("config", {}), m.get("training", {}), m.get("runtime", {})
+    rows = "\n".join(f"| {name} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} | {s['support']} |"
+                     for name, s in private["per_class"].items())
+    speed = runtime.get("ms_per_batch_of_25", {})
+    card = f"""# fer-overlay emotion CNN — model card
+
+Files: `emotion_cnn.tflite` (runtime default, LiteRT), `emotion_cnn.keras` (reference and
+fallback), `emotion_cnn.config.json` (every training setting), `metrics.json` (all figures
+below), `confusion_matrix.png`, `learning_curves.png`, `classification_report.txt`.
+`face_detection_yunet_2023mar.onnx` is OpenCV Zoo's YuNet face detector (license in `LICENSE.yunet`).
+
+## Model
+A VGG-style CNN ({m['parameters']:,} parameters, widths {config.get('widths')}), input a 48x48
+grayscale face aligned on the eyes (`fer_overlay/preprocess.py`), output probabilities for
+angry, disgust, fear, happy, sad, surprise, neutral. Trained from scratch by `python -m train fit`
+on this project's 2-core CPU: {training.get('epochs', '?')} epochs ({training.get('hours', '?')} h), AdamW with warm-up and
+cosine decay, label smoothing {config.get('label_smoothing')}, flips, rotations, zoom, shifts,
+brightness/contrast jitter and random erasing. Best epoch chosen on PublicTest ({training.get('best_epoch', '?')}).
+
+## Protocol and figures
+FER2013 (Goodfellow et al. 2013): trained on Training ({m['split_sizes']['Training']} faces), selected on
+PublicTest ({m['split_sizes']['PublicTest']}), reported once on PrivateTest ({m['split_sizes']['PrivateTest']}).
+"flip" = the runtime's test-time augmentation (average of the face and its mirror image).
+
+| split | accuracy | accuracy, flip | macro-F1, flip | vs FER+ majority, flip |
+|---|---|---|---|---|
+| PublicTest | {m['PublicTest']['accuracy']:.2%} | {public['accuracy']:.2%} | {public['macro_f1']:.3f} | {public.get('ferplus_majority_accuracy', 0):.2%} |
+| PrivateTest | {m['PrivateTest']['accuracy']:.2%} | {private['accuracy']:.2%} | {private['macro_f1']:.3f} | {private.get('ferplus_majority_accuracy', 0):.2%} |
+
+PrivateTest per class (flip):
+
+| class | precision | recall | F1 | support |
+|---|---|---|---|---|
+{rows}
+
+Speed, 25 faces in one batch on the 2-core CPU: LiteRT {speed.get('tflite', 0):.1f} ms
+({speed.get('tflite_flip', 0):.1f} ms with flip, i.e. {speed.get('tflite_flip', 0) / 25:.2f} ms per face),
+Keras `model(x)` in a `tf.function` {speed.get('keras', 0):.1f} ms. LiteRT and Keras outputs differ by at most
+{runtime.get('keras_vs_tflite_max_abs_diff', 0):.1e}.
+
+## Limits
+- FER2013 is mostly posed or strongly expressed faces scraped from web image search; webcam faces in
+  a lecture are spontaneous and subtle, and most of the time "neutral". Expect lower accuracy there.
+- Labels are single crowd judgements; the FER+ re-annotation disagrees with about a quarter of them.
+  "Disgust" has 436 training faces and is the least reliable class.
+- FER2013 under-represents older people, children and darker skin tones; accuracy differs across
+  groups and has not been measured per group here.
+- An expression is not an emotion, and an emotion is not engagement. Use the output as a prompt to
+  look, never as a judgement about a student. See "Responsible use" in the project README.
+"""
+    (out_dir / "README.md").write_text(card)
