@@ -66,6 +66,12 @@ def _label(image: np.ndarray, text: str, x: int, y: int, scale: float, bg: Color
     cv2.putText(image, text, (x + pad, y + pad + h), FONT, scale, fg, _thickness(scale), cv2.LINE_AA)
 
 
+def _ink(background: Color) -> Color:
+    """Black text on light label colours, white on dark ones."""
+    b, g, r = background
+    return (0, 0, 0) if 0.114 * b + 0.587 * g + 0.299 * r > 140 else WHITE
+
+
 def _face_label(face: Face) -> tuple[str, Color] | None:
     if face.emotion is None:
         return None
@@ -96,11 +102,11 @@ def _draw_face(image: np.ndarray, face: Face, scale: float) -> None:
     w, h, base = _text_size(text, s)
     height = h + base + 2 * max(2, h // 4)
     y = box.y - height if box.y >= height else box.y   # above the box, or inside at the top
-    _label(image, text, box.x, y, s, color, (0, 0, 0))
+    _label(image, text, box.x, y, s, color, _ink(color))
 
 
 def _draw_no_face(image: np.ndarray, tile: Tile, scale: float) -> None:
-    _label(image, "no face", tile.box.x + 4, tile.box.y + 4, scale * 0.6, (40, 40, 40), DIM)
+    _label(image, "no face", tile.box.x + 4, tile.box.y + 4, max(0.35, scale * 0.6), (40, 40, 40), DIM)
 
 
 def draw_banner(image: np.ndarray, result: FrameResult) -> np.ndarray:

@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+
+from fer_overlay.core import EMOTIONS, Box, Face, Tile
+from fer_overlay.track import Tracker, student_ids
+
+HAPPY = tuple(np.eye(7)[EMOTIONS.index("happy")])
+SAD = tuple(np.eye(7)[EMOTIONS.index("sad")])
+T1, T2, T3 = Tile(0, 0, Box(0, 0, 100, 100)), Tile(0, 1, Box(100, 0, 100, 100)), Tile(1, 0, Box(0, 100, 100, 100))
+
+
+def face(tile, probs, x_offset=20):
+    return Face(Box(tile.box.x + x_offset, tile.box.y + 20, 40, 40), ((0, 0),) * 5, 0.9, tile=tile, probabilities=probs)
+
+
+def test_half_life_in_seconds():
+    tracker = Tracker(half_life=2.0)
+    tracker.update((face(T1, HAPPY),), (T1,), 0.0)
+    faces, _ = tracker.update((face(T1, SAD),), (T1,), 2.0)   # one half-life later
+    smoothed = faces[0].smoothed
+    assert smoothed[EMOTIONS.index("happy")] == pytest.approx(0.5)
+    assert smoothed[EMOTIONS.index("sad")] == pytest.approx(0.5)
+
+
+def test_students_have_their_own_smoothing_and_rows_follow_tiles():
+    tracker = Tracker(half_life=10.0)
+    tracker.update((face(T1, HAPPY), face(T2, SAD)), (T1, T2, T3), 0.0)
+    faces, students = tracker.update((face(T2, SAD), face(T1, HAPPY)), (T1, T2, T3), 1.0)
+    by_id = {s.id: s for s in students}
+    assert [s.id for s in students] == ["r1c1", "r1c2", "r2c1"]
+    assert by_id["r1c1"].emotion == "happy" and by_id["r1c2"].emotion == "sad"
+    assert by_id["r2c1"].status == "no_face" and by_id["r2c1"].emotion is None
+    # Faces keep their own student and probabilities whatever order they arrive in.
+    assert {f.student: f.emotion[0] for f in faces} == {"r1c1": "happy", "r1c2": "sad"}
+
+
+def test_time_in_emotion_and_last_minute_mix():
+    tracker = Tracker(half_life=0.0)
+    for t in range(30):
+        tracker.update((face(T1, HAPPY),), (T1,), float(t))
+    for t in range(30, 60):
+        _, students = tracker.update((face(T1, SAD),), (T1,), float(t))
+    row = students[0]
+    assert row.emotion == "sad" and row.since == pytest.approx(29.0)
+    assert row.mix[EMOTIONS.index("happy")] == pytest.approx(0.5)
+    assert row.mix[EMOTIONS.index("sad")] == pytest.approx(0.5)
+
+
+def test_two_faces_in_one_tile_get_distinct_ids_left_to_right():
+    ids = student_ids((face(T1, HAPPY, x_offset=50), face(T1, SAD, x_offset=5)))
+    assert ids == ["r1c1#2", "r1c1"]
