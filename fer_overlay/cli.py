@@ -40,6 +40,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--half-life", type=float, default=1.5, help="seconds of label smoothing (default 1.5)")
     parser.add_argument("--detect-width", type=int, default=960, help="detect faces at this width (default 960)")
     parser.add_argument("--no-flip", action="store_true", help="no mirrored second look per face (faster)")
+    parser.add_argument("--model", type=Path, help="emotion model (.tflite or .keras); default: the bundled one")
     parser.add_argument("--exclude", default="", help="comma-separated students (tile keys like r2c3) to leave out entirely")
     parser.add_argument("--aggregate-only", action="store_true",
                         help="keep no per-student rows anywhere: class-level numbers only")
@@ -157,7 +158,8 @@ def cmd_report(args, console: Console) -> int:
 def _analyzer(args):
     from fer_overlay.config import Config
     from fer_overlay.pipeline import Analyzer
-    config = Config(half_life=args.half_life, detect_width=args.detect_width, flip_average=not args.no_flip)
+    config = Config(half_life=args.half_life, detect_width=args.detect_width, flip_average=not args.no_flip,
+                    model=args.model)
     exclude = frozenset(s.strip() for s in args.exclude.split(",") if s.strip())
     return Analyzer.from_config(config, exclude=exclude)
 

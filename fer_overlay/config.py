@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -13,3 +14,4 @@ class Config:
     half_life: float = 1.5         # seconds for a student's smoothed probabilities to move halfway
     flip_average: bool = True      # test-time augmentation: average face and mirrored face
     fps: float = 10.0              # screen grab rate (the annotated feed's rate)
+    model: Path | None = None      # emotion model file; None = the bundled one

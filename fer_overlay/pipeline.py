@@ -42,7 +42,7 @@ class Analyzer:
     def from_config(cls, config: Config, exclude: frozenset[str] = frozenset()) -> "Analyzer":
         return cls(FaceDetector(score_threshold=config.score_threshold, max_width=config.detect_width,
                                 max_faces=config.max_faces),
-                   EmotionClassifier.load(flip_average=config.flip_average),
+                   EmotionClassifier.load(config.model, flip_average=config.flip_average),
                    Tracker(config.half_life), exclude)
 
     def analyze(self, frame: Frame) -> FrameResult:

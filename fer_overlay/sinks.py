@@ -198,11 +198,11 @@ class MjpegSink:
             self._server = ThreadingHTTPServer((host, port), self._handler())
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise SinkError(f"port {port} is already in use; choose another with --port") from exc
+                raise SinkError(f"port {port} is already in use; choose another with --mjpeg PORT") from exc
             raise SinkError(f"cannot serve the MJPEG stream on {host}:{port}: {exc.strerror}") from exc
         self._server.daemon_threads = True
         self.host, self.port = self._server.server_address[:2]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="mjpeg-server", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.1,), name="mjpeg-server", daemon=True)
         self._thread.start()
 
     @property
@@ -230,6 +230,8 @@ class MjpegSink:
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = 10  # seconds a stalled viewer may block its own send before it is dropped
+
             def do_GET(self) -> None:
                 if self.path not in ("/", "/stream.mjpg"):
                     self.send_error(404)
@@ -247,8 +249,8 @@ class MjpegSink:
                             + jpeg + b"\r\n"
                         )
                         self.wfile.flush()
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the viewer went away
+                except OSError:
+                    pass  # the viewer went away or stalled
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # keep the terminal for the live table

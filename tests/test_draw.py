@@ -1,0 +1,125 @@
+"""Annotator modes: what each one may and may not change in the frame."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fer_overlay.core import EMOTIONS, Box, Face, FrameResult, Tile
+from fer_overlay.draw import EMOTION_COLORS, EMOTION_STYLES, Annotator, draw_banner
+
+LANDMARKS = ((10.0, 10.0), (20.0, 10.0), (15.0, 15.0), (18.0, 20.0), (12.0, 20.0))
+
+
+def probs(emotion: str, p: float = 0.87) -> tuple[float, ...]:
+    rest = (1 - p) / (len(EMOTIONS) - 1)
+    return tuple(p if e == emotion else rest for e in EMOTIONS)
+
+
+def scene(width: int = 640, height: int = 360) -> tuple[np.ndarray, FrameResult]:
+    """A noisy frame with a 2x2 gallery: three faces (happy, sad, angry) and one empty tile."""
+    rng = np.random.default_rng(1)
+    image = rng.integers(30, 220, (height, width, 3), dtype=np.uint8)
+    tw, th = width // 2, height // 2
+    tiles = tuple(Tile(r, c, Box(c * tw, r * th, tw, th)) for r in range(2) for c in range(2))
+    faces = []
+    for tile, emotion in zip(tiles, ("happy", "sad", "angry")):
+        b = tile.box
+        box = Box(b.x + b.w // 3, b.y + b.h // 3, b.w // 3, b.h // 2)
+        p = probs(emotion)
+        faces.append(Face(box, LANDMARKS, 0.95, tile, tile.key, p, p))
+    return image, FrameResult(7, 1.5, (width, height), tiles, tuple(faces), fps=4.5)
+
+
+def inside(image: np.ndarray, box: Box) -> np.ndarray:
+    return image[box.y:box.y2, box.x:box.x2]
+
+
+def banner_rows(before: np.ndarray, after: np.ndarray) -> int:
+    """Number of top rows that changed (the banner height)."""
+    changed = np.any(before != after, axis=(1, 2))
+    return int(np.argmin(changed)) if not changed.all() else len(changed)
+
+
+def test_palette_covers_every_emotion_and_rich_styles_match() -> None:
+    assert set(EMOTION_COLORS) == set(EMOTIONS) == set(EMOTION_STYLES)
+    b, g, r = EMOTION_COLORS["sad"]
+    assert EMOTION_STYLES["sad"] == f"#{r:02x}{g:02x}{b:02x}"
+
+
+@pytest.mark.parametrize("mode", ["full", "aggregate", "blur"])
+def test_input_is_not_mutated(mode: str) -> None:
+    image, result = scene()
+    original = image.copy()
+    out = Annotator(mode, show_tiles=True).annotate(image, result)
+    assert np.array_equal(image, original)
+    assert out.shape == image.shape and out.dtype == np.uint8 and out is not image
+
+
+def test_aggregate_keeps_face_pixels_and_changes_only_the_banner() -> None:
+    image, result = scene()
+    out = Annotator("aggregate").annotate(image, result)
+    strip = banner_rows(image, out)
+    assert 20 <= strip < 360 // 4
+    for face in result.faces:
+        assert face.box.y >= strip
+        assert np.array_equal(inside(out, face.box), inside(image, face.box))
+    assert np.array_equal(out[strip:], image[strip:])   # no tile or "no face" marks either
+    assert out[:strip].mean() < image[:strip].mean() * 0.6   # darkened strip with text
+
+
+def test_aggregate_is_the_default_mode() -> None:
+    assert Annotator().mode == "aggregate"
+
+
+def test_full_draws_emotion_coloured_box_border_and_label() -> None:
+    image, result = scene()
+    out = Annotator("full").annotate(image, result)
+    for face in result.faces:
+        color = EMOTION_COLORS[face.emotion[0]]
+        b = face.box
+        border = np.concatenate([out[b.y2 - 1, b.x:b.x2], out[b.y:b.y2, b.x], out[b.y:b.y2, b.x2 - 1]])
+        assert np.mean(np.all(border == color, axis=1)) > 0.95
+        # the label box above the face is filled with the same colour
+        above = out[max(b.y - 12, 0):b.y, b.x:b.x + 20]
+        assert np.mean(np.all(above == color, axis=2)) > 0.3
+
+
+def test_full_marks_the_tile_without_a_face() -> None:
+    image, result = scene()
+    empty = result.tiles[3]
+    full = Annotator("full", banner=False).annotate(image, result)
+    aggregate = Annotator("aggregate", banner=False).annotate(image, result)
+    assert not np.array_equal(inside(full, empty.box), inside(image, empty.box))
+    assert np.array_equal(aggregate, image)
+
+
+def test_blur_destroys_face_detail_and_keeps_labels() -> None:
+    image, result = scene()
+    out = Annotator("blur").annotate(image, result)
+    for face in result.faces:
+        core = Box(face.box.x + 4, face.box.y + 4, face.box.w - 8, face.box.h - 8)   # inside the border
+        before, after = inside(image, core).astype(float), inside(out, core).astype(float)
+        assert not np.array_equal(before, after)
+        assert after.var() < before.var() * 0.05
+        color = EMOTION_COLORS[face.emotion[0]]
+        assert np.all(out[face.box.y2 - 1, face.box.x + 5] == color)
+
+
+@pytest.mark.parametrize("size", [(1920, 1080), (640, 360)])
+def test_banner_scales_with_height_and_fits_the_width(size: tuple[int, int]) -> None:
+    width, height = size
+    image = np.full((height, width, 3), 200, np.uint8)
+    _, result = scene(width, height)
+    out = draw_banner(image, result)
+    strip = banner_rows(image, out)
+    assert 0.06 * height <= strip <= 0.15 * height
+    text = np.any(out[:strip] > 200 // 3 + 10, axis=2)   # brighter than the darkened background
+    columns = np.flatnonzero(text.any(axis=0))
+    assert columns.min() > 0 and columns.max() < width - 2   # nothing cut off at the edges
+    assert columns.max() > width * 0.4   # but it uses the width
+
+
+def test_unknown_mode_is_rejected() -> None:
+    with pytest.raises(ValueError, match="aggregate"):
+        Annotator("faces")  # type: ignore[arg-type]
