@@ -34,7 +34,9 @@ def load_faces() -> tuple[np.ndarray, np.ndarray]:
 class DemoSource:
     """``seconds`` of a 1280x720 gallery at ``fps``; scenes change every SCENE_SECONDS."""
 
-    def __init__(self, seconds: float = 10.0, fps: float = 10.0, size: tuple[int, int] = (1280, 720),
+    SIZE = (1280, 720)
+
+    def __init__(self, seconds: float = 10.0, fps: float = 10.0, size: tuple[int, int] = SIZE,
                  rows: int = 5, cols: int = 5, seed: int = 0):
         self.fps, self.size = fps, size
         self.rows, self.cols, self.seed = rows, cols, seed

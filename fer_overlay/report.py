@@ -26,17 +26,10 @@ from rich.console import Console
 from rich.progress import Progress
 
 from fer_overlay.core import EMOTIONS, NEGATIVE
+from fer_overlay.draw import EMOTION_STYLES
 from fer_overlay.record import PROB_COLUMNS, SHARE_COLUMNS, RecordError, connect
 
-EMOTION_COLORS: dict[str, str] = {
-    "angry": "#d62728",
-    "disgust": "#8c564b",
-    "fear": "#9467bd",
-    "happy": "#f2b701",
-    "sad": "#1f77b4",
-    "surprise": "#ff7f0e",
-    "neutral": "#7fbf7f",
-}
+EMOTION_COLORS: dict[str, str] = EMOTION_STYLES   # one palette for overlay, table and report
 NO_FACE_COLOR = "#d9d9d9"
 
 # Stack order of the mood chart: the negative emotions share one band at the bottom.
