@@ -19,7 +19,9 @@ from rich.console import Console
 
 from fer_overlay.errors import UserError
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # before TensorFlow loads: keep the terminal for the table
+# Before TensorFlow and OpenCV load: their log lines would break the table and the one-line errors.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 SHARED_FEED_WARNING = ("The virtual camera is visible to everyone in the meeting. Feed mode '{mode}'"
                        "{what}. Choose with --feed-mode aggregate|blur|full.")

@@ -177,11 +177,14 @@ def _centred_text(view: np.ndarray, text: str, centre: tuple[int, int], max_widt
 
 
 def _draw_label(view: np.ndarray, name: str) -> None:
-    """The participant name bottom-left, white on a translucent dark box, like Zoom."""
+    """The participant name bottom-left, white on a translucent dark box, like Zoom.
+
+    Long names are cut so the box never spans the tile, as Zoom does in small tiles.
+    """
     tile_h, tile_w = view.shape[:2]
     scale, pad = min(max(tile_h / 360, 0.3), 0.7), max(tile_h // 60, 2)
     text = name
-    while text and cv2.getTextSize(text, FONT, scale, 1)[0][0] + 3 * pad > tile_w:
+    while text and cv2.getTextSize(text, FONT, scale, 1)[0][0] + 3 * pad > 0.6 * tile_w:
         text = text[:-1]
     if not text:
         return

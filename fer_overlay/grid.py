@@ -5,7 +5,7 @@ dark colour. So: take the background level from the frame border, mark every pix
 differs from it, and split the frame at pixel rows (then, within each band of tile rows, at
 pixel columns) that are (almost) all background. Each projection keeps full resolution
 along its own axis, so edges stay exact even with 2 px gaps, and averages STRIDE pixels
-across it, which evens out video compression noise and keeps 1080p at about 2.5 ms on one
+across it, which evens out video compression noise and keeps 1080p at about 3 ms on one
 core. Equal tile sizes and even gaps tell a gallery from a photo or a slide.
 """
 
@@ -129,7 +129,7 @@ def _grid(boxes: list[Box]) -> list[list[Box]]:
     snapped = [next((Box(x0, b.y, x1 - x0, b.h) for x0, x1 in columns
                      if x0 - 3 <= b.x and b.x2 <= x1 + 3 and abs(b.h - h) <= _tolerance(h)), b)
                for b in boxes]
-    kept = [b for i, b in enumerate(snapped) if fits(b) and b not in snapped[:i]]
+    kept = list(dict.fromkeys(b for b in snapped if fits(b)))   # a split tile snaps twice
     rows: list[list[Box]] = []
     for box in kept:
         if rows and rows[-1][0].y == box.y:

@@ -291,7 +291,7 @@ def result_to_dict(result: FrameResult) -> dict[str, Any]:
     """A JSON-ready view of one analysed frame: the JSONL stream's line and the single-image report."""
     mood = result.mood
     return {
-        "frame": result.frame_index,
+        "frame_index": result.frame_index,
         "timestamp": round(float(result.timestamp), 3),
         "size": list(result.size),
         "fps": round(float(result.fps), 2),

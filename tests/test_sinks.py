@@ -188,7 +188,7 @@ def test_json_lines_one_object_per_result_with_named_probabilities(tmp_path: Pat
     lines = path.read_text().splitlines()
     assert len(first) == 1 and len(lines) == 2
     record = json.loads(lines[0])
-    assert record["frame"] == 42 and record["timestamp"] == pytest.approx(12.346)
+    assert record["frame_index"] == 42 and record["timestamp"] == pytest.approx(12.346)
     assert record["tiles"][0] == {"key": "r1c2", "row": 0, "col": 1, "box": [320, 0, 320, 180]}
     face = record["faces"][0]
     assert list(face["probabilities"]) == list(EMOTIONS)

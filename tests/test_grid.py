@@ -1,0 +1,172 @@
+"""Grid finding and face assignment against composed galleries whose tiles are known exactly."""
+
+import dataclasses
+import itertools
+
+import cv2
+import numpy as np
+import pytest
+
+from fer_overlay.core import Box, Face, Tile
+from fer_overlay.gallery import STYLES, compose_gallery
+from fer_overlay.grid import assign_tiles, find_tiles
+
+GAPS = (2, 5, 8, 13, 20)
+ASPECTS = (16 / 9, 4 / 3, 1.0)
+SIZES = ((640, 360), (1280, 720), (1920, 1080), (1024, 768))
+STYLE_NAMES = tuple(STYLES)
+
+
+def drawn_face(seed: int) -> np.ndarray:
+    """A 48x48 cartoon face (no dataset needed); odd seeds come back as BGR."""
+    rng = np.random.default_rng(seed)
+    face = rng.integers(60, 140, (48, 48), dtype=np.uint8)
+    cv2.ellipse(face, (24, 25), (16, 21), 0, 0, 360, int(rng.integers(150, 230)), -1)
+    for x in (17, 31):
+        cv2.circle(face, (x, 20), 3, 30, -1)
+    cv2.ellipse(face, (24, 34), (8, 4), 0, 0, 180, 40, 2)
+    return cv2.cvtColor(face, cv2.COLOR_GRAY2BGR) if seed % 2 else face
+
+
+def faces_for(count: int, seed: int, camera_off: float = 0.2) -> list[np.ndarray | None]:
+    rng = np.random.default_rng(seed)
+    return [None if rng.random() < camera_off else drawn_face(seed * 100 + i) for i in range(count)]
+
+
+def assert_same_tiles(found, truth, tolerance: int = 2) -> None:
+    assert [(t.row, t.col) for t in found] == [(t.row, t.col) for t in truth]
+    for got, want in zip(found, truth):
+        edges = np.array([got.box.x, got.box.y, got.box.x2, got.box.y2])
+        assert np.abs(edges - [want.box.x, want.box.y, want.box.x2, want.box.y2]).max() <= tolerance, (got, want)
+
+
+@pytest.mark.parametrize("rows,cols", list(itertools.product(range(2, 8), range(2, 8))))
+def test_find_tiles_recovers_every_grid(rows, cols):
+    """Each grid cycles through gaps, aspects, sizes and styles; most have a partial last row."""
+    i = (rows - 2) * 6 + (cols - 2)
+    count = rows * cols - i % cols
+    gallery = compose_gallery(faces_for(count, i), rows, cols, SIZES[i % 4], gap=GAPS[i % 5],
+                              aspect=ASPECTS[i % 3], style=STYLE_NAMES[i % 3], rng_seed=i)
+    assert_same_tiles(find_tiles(gallery.image), gallery.tiles)
+
+
+@pytest.mark.parametrize("rows,cols,size,gap", [(1, 1, (1920, 1080), 8), (1, 1, (640, 360), 2),
+                                                (1, 4, (1280, 720), 5), (3, 1, (1280, 720), 20),
+                                                (7, 7, (640, 360), 20), (7, 7, (640, 360), 2)])
+def test_find_tiles_single_rows_columns_and_extremes(rows, cols, size, gap):
+    gallery = compose_gallery(faces_for(rows * cols, rows * 10 + cols), rows, cols, size, gap=gap)
+    assert_same_tiles(find_tiles(gallery.image), gallery.tiles)
+
+
+@pytest.mark.parametrize("style", STYLE_NAMES)
+def test_find_tiles_finds_camera_off_tiles(style):
+    """All cameras off: Zoom's #232323 tiles on #1a1a1a differ by only 9 grey levels."""
+    gallery = compose_gallery([None] * 16, 4, 4, (1280, 720), style=style)
+    assert_same_tiles(find_tiles(gallery.image), gallery.tiles)
+
+
+def test_find_tiles_at_eight_grey_levels_above_background():
+    gallery = compose_gallery([None] * 9, 3, 3, (1280, 720), gap=4)
+    image = np.full_like(gallery.image, 26)
+    for tile in gallery.tiles:
+        image[tile.box.y:tile.box.y2, tile.box.x:tile.box.x2] = 34
+    assert_same_tiles(find_tiles(image), gallery.tiles)
+
+
+def test_partial_last_row_cols_follow_alignment():
+    """Centred last row: cols of the full rows where the tiles line up, else 0..n-1."""
+    aligned = compose_gallery(faces_for(13, 1), 3, 5, (1280, 720))       # 3 of 5: columns 1-3
+    shifted = compose_gallery(faces_for(14, 2), 3, 5, (1280, 720))       # 4 of 5: half a tile off
+    assert [t.col for t in find_tiles(aligned.image)[10:]] == [1, 2, 3]
+    assert [t.col for t in find_tiles(shifted.image)[10:]] == [0, 1, 2, 3]
+    assert_same_tiles(find_tiles(aligned.image), aligned.tiles)
+    assert_same_tiles(find_tiles(shifted.image), shifted.tiles)
+
+
+def test_find_tiles_takes_bgra_and_grayscale():
+    gallery = compose_gallery(faces_for(10, 3), 3, 4, (1280, 720))
+    assert_same_tiles(find_tiles(cv2.cvtColor(gallery.image, cv2.COLOR_BGR2BGRA)), gallery.tiles)
+    assert_same_tiles(find_tiles(cv2.cvtColor(gallery.image, cv2.COLOR_BGR2GRAY)), gallery.tiles)
+
+
+@pytest.mark.parametrize("rows,cols,gap,size", [(3, 3, 8, (1280, 720)), (5, 5, 5, (1920, 1080)),
+                                                (6, 7, 2, (1920, 1080)), (4, 4, 13, (640, 360))])
+def test_find_tiles_survives_jpeg(rows, cols, gap, size):
+    """Recorded meetings are compressed: ringing along tile edges must not merge or split tiles."""
+    gallery = compose_gallery(faces_for(rows * cols - 1, rows), rows, cols, size, gap=gap)
+    jpeg = cv2.imdecode(cv2.imencode(".jpg", gallery.image, [cv2.IMWRITE_JPEG_QUALITY, 85])[1], cv2.IMREAD_COLOR)
+    assert_same_tiles(find_tiles(jpeg), gallery.tiles, tolerance=3)
+
+
+def photo(size=(1280, 720)) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    coarse = rng.integers(0, 255, (size[1] // 16, size[0] // 16, 3)).astype(np.uint8)
+    return cv2.resize(cv2.GaussianBlur(coarse, (0, 0), 2), size, interpolation=cv2.INTER_CUBIC)
+
+
+def slide(size=(1280, 720)) -> np.ndarray:
+    image = np.full((size[1], size[0], 3), 255, np.uint8)
+    cv2.putText(image, "Lecture 7: Convolutional networks", (80, 120), cv2.FONT_HERSHEY_SIMPLEX, 1.6, (30, 30, 30), 3)
+    for i in range(8):
+        cv2.putText(image, f"- bullet point {i} on the topic at hand", (100, 220 + 55 * i),
+                    cv2.FONT_HERSHEY_SIMPLEX, 1.0, (20, 20, 20), 2)
+    return image
+
+
+@pytest.mark.parametrize("image", [photo(), photo((640, 360)), slide(), np.zeros((720, 1280, 3), np.uint8)],
+                         ids=["photo", "small-photo", "slide", "black"])
+def test_non_gallery_frame_is_one_tile(image):
+    height, width = image.shape[:2]
+    assert find_tiles(image) == (Tile(0, 0, Box(0, 0, width, height)),)
+
+
+def face_at(box: Box) -> Face:
+    return Face(box=box, landmarks=((0.0, 0.0),) * 5, score=0.9, student="kept")
+
+
+def test_assign_tiles_puts_faces_in_their_tiles():
+    gallery = compose_gallery(faces_for(12, 4), 3, 4, (1280, 720))
+    tiles = find_tiles(gallery.image)
+    placed = [(tile, box) for tile, box in zip(gallery.tiles, gallery.face_boxes) if box is not None]
+    faces = assign_tiles([face_at(box) for _, box in placed], tiles)
+    assert [f.tile for f in faces] == [tile for tile, _ in placed]
+    assert all(f.student == "kept" and f.score == 0.9 for f in faces)
+
+
+def test_assign_tiles_outside_and_shared():
+    gallery = compose_gallery(faces_for(4, 5), 2, 2, (1280, 720))
+    first = gallery.tiles[0].box
+    outside = face_at(Box(0, 0, 4, 4))                                   # in the frame margin
+    left, right = face_at(Box(first.x + 10, first.y + 10, 40, 40)), face_at(Box(first.x2 - 50, first.y + 10, 40, 40))
+    faces = assign_tiles([outside, left, right], gallery.tiles)
+    assert [f.tile for f in faces] == [None, gallery.tiles[0], gallery.tiles[0]]
+    assert faces[1] == dataclasses.replace(left, tile=gallery.tiles[0])
+    assert assign_tiles([], gallery.tiles) == ()
+
+
+def test_compose_gallery_ground_truth():
+    faces = faces_for(11, 6, camera_off=0.0)
+    faces[3] = None
+    gallery = compose_gallery(faces, 3, 4, (1280, 720), gap=6)
+    assert gallery.image.shape == (720, 1280, 3) and gallery.image.dtype == np.uint8
+    boxes = [t.box for t in gallery.tiles]
+    assert len({(b.w, b.h) for b in boxes}) == 1 and abs(boxes[0].w / boxes[0].h - 16 / 9) < 0.02
+    assert all(b.x >= 6 and b.y >= 6 and b.x2 <= 1274 and b.y2 <= 714 for b in boxes)
+    assert all(a.intersection(b) == 0 for a, b in itertools.combinations(boxes, 2))
+    last = boxes[8:]                                                     # 3 tiles, centred
+    assert abs((last[0].x + last[-1].x2) / 2 - 640) <= 1
+    assert gallery.face_boxes[3] is None
+    for tile, face in zip(gallery.tiles, gallery.face_boxes):
+        if face is not None:
+            assert tile.box.contains(face.center) and abs(face.h / tile.box.h - 0.6) < 0.05
+    again = compose_gallery(faces, 3, 4, (1280, 720), gap=6)
+    assert np.array_equal(gallery.image, again.image)
+
+
+def test_compose_gallery_rejects_bad_layouts():
+    with pytest.raises(ValueError):
+        compose_gallery(faces_for(10, 0), 3, 3)             # more faces than tiles
+    with pytest.raises(ValueError):
+        compose_gallery(faces_for(5, 0), 3, 3)              # an empty last row
+    with pytest.raises(ValueError):
+        compose_gallery(faces_for(4, 0), 2, 2, style="webex")
