@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 DETECTOR = "face_detection_yunet_2023mar.onnx"
@@ -16,10 +15,9 @@ DEMO_FACES = "demo_faces.npz"
 
 
 def models_dir() -> Path:
-    checkout = Path(__file__).resolve().parent.parent / "models"
-    if checkout.is_dir():
-        return checkout
-    return Path(str(resources.files("fer_overlay.models")))
+    package = Path(__file__).resolve().parent
+    installed = package / "models"
+    return installed if installed.is_dir() else package.parent / "models"
 
 
 def bundled(name: str) -> Path:

@@ -114,7 +114,8 @@ def _runs(profile: np.ndarray, floor: float) -> list[tuple[int, int]]:
 def _grid(boxes: list[Box]) -> list[list[Box]]:
     """The boxes of the median size, as rows; none when they do not look like a meeting grid.
 
-    A box cut short by dark content (a student in a dark room) snaps to the column it lies in.
+    A box cut short by dark content (a student in a dark room) snaps to the column whose edge
+    it shares.
     A grid has at least half the boxes at one size and even spacing: equal gaps between
     neighbours in a row and between rows. Letters on a slide or objects in a photo do not.
     """
@@ -125,9 +126,10 @@ def _grid(boxes: list[Box]) -> list[list[Box]]:
     def fits(box: Box) -> bool:
         return abs(box.w - w) <= _tolerance(w) and abs(box.h - h) <= _tolerance(h)
 
-    columns = sorted({(b.x, b.x2) for b in boxes if fits(b)})
+    columns = {(b.x, b.x2) for b in boxes if fits(b)}
     snapped = [next((Box(x0, b.y, x1 - x0, b.h) for x0, x1 in columns
-                     if x0 - 3 <= b.x and b.x2 <= x1 + 3 and abs(b.h - h) <= _tolerance(h)), b)
+                     if (abs(b.x - x0) <= 3 or abs(b.x2 - x1) <= 3) and x0 - 3 <= b.x and b.x2 <= x1 + 3
+                     and abs(b.h - h) <= _tolerance(h)), b)
                for b in boxes]
     kept = list(dict.fromkeys(b for b in snapped if fits(b)))   # a split tile snaps twice
     rows: list[list[Box]] = []
