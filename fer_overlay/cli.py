@@ -46,6 +46,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exclude", default="", help="comma-separated students (tile keys like r2c3) to leave out entirely")
     parser.add_argument("--aggregate-only", action="store_true",
                         help="keep no per-student rows anywhere: class-level numbers only")
+    parser.add_argument("--retention", type=_duration, default=30 * 86400,
+                        help="with --record: remind me of sessions older than this (default 30d)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -179,7 +181,12 @@ def _listeners(args, stack: contextlib.ExitStack, console: Console, source_name:
             json_sink = stack.enter_context(contextlib.closing(JsonLinesSink(args.json)))
             listeners.append(lambda r: json_sink.write(None, r))
     if args.record:
-        from fer_overlay.record import Recorder
+        from fer_overlay.record import Recorder, count_older
+        old = count_older(args.record, args.retention)
+        if old:
+            days = f"{args.retention / 86400:g}d"
+            console.print(f"reminder: {args.record} holds {old} session(s) older than {days}; delete them with "
+                          f"'fer-overlay purge {args.record} --older-than {days}'", highlight=False)
         recorder = stack.enter_context(Recorder(args.record, source=source_name,
                                                 aggregate_only=args.aggregate_only))
         listeners.append(recorder.add)
@@ -212,6 +219,7 @@ def cmd_analyze(args, console: Console) -> int:
         stats = run_offline(source, analyzer, outputs, listeners)
     console.print(f"analysed {stats.analysed} frame(s) in {stats.seconds:.1f} s"
                   + (f"; annotated output: {args.out}" if args.out else ""))
+    _summary(args, console)
     return 0
 
 
@@ -230,6 +238,7 @@ def cmd_demo(args, console: Console) -> int:
         stats = run_offline(source, analyzer, [(Annotator(args.mode), sink)], listeners)
     console.print(f"demo: {stats.frames} frames analysed in {stats.seconds:.1f} s "
                   f"({stats.frames / max(stats.seconds, 1e-9):.1f} frames/s) -> {args.out}")
+    _summary(args, console)
     return 0
 
 
@@ -271,11 +280,22 @@ def cmd_live(args, console: Console) -> int:
         try:
             stats = run_live(source, analyzer, outputs, listeners, max_frames=max_frames)
         except KeyboardInterrupt:
-            console.print("stopping: closing outputs")
-            return 0
-    console.print(f"live: {stats.frames} frames out, {stats.analysed} analysed, {stats.dropped} dropped, "
-                  f"{stats.seconds:.0f} s")
+            console.print("stopping: outputs closed")
+            stats = None
+    if stats:
+        console.print(f"live: {stats.frames} frames out, {stats.analysed} analysed, {stats.dropped} dropped, "
+                      f"{stats.seconds:.0f} s")
+    _summary(args, console)
     return 0
+
+
+def _summary(args, console: Console) -> None:
+    """After a recorded run: what the after-class report will say, in four lines."""
+    if not args.record:
+        return
+    from fer_overlay.report import load_session, summary_text
+    console.print(summary_text(load_session(args.record)), highlight=False)
+    console.print(f"full report: fer-overlay report {args.record} --out report/", highlight=False)
 
 
 def _live_outputs(args, stack, console, source, teacher):

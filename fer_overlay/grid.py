@@ -126,7 +126,7 @@ def _grid(boxes: list[Box]) -> list[list[Box]]:
     def fits(box: Box) -> bool:
         return abs(box.w - w) <= _tolerance(w) and abs(box.h - h) <= _tolerance(h)
 
-    columns = {(b.x, b.x2) for b in boxes if fits(b)}
+    columns = sorted({(b.x, b.x2) for b in boxes if fits(b)})
     snapped = [next((Box(x0, b.y, x1 - x0, b.h) for x0, x1 in columns
                      if (abs(b.x - x0) <= 3 or abs(b.x2 - x1) <= 3) and x0 - 3 <= b.x and b.x2 <= x1 + 3
                      and abs(b.h - h) <= _tolerance(h)), b)

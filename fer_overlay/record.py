@@ -224,3 +224,15 @@ def purge(path: str | Path, older_than_seconds: float, now: float | None = None)
     finally:
         con.close()
     return removed
+
+
+def count_older(path: str | Path, older_than_seconds: float, now: float | None = None) -> int:
+    """How many sessions in ``path`` started before ``now - older_than_seconds`` (0 if no file)."""
+    if not Path(path).exists():
+        return 0
+    bound = (time.time() if now is None else now) - older_than_seconds
+    con = connect(path, readonly=True)
+    try:
+        return con.execute("SELECT COUNT(*) FROM sessions WHERE started_at < ?", (bound,)).fetchone()[0]
+    finally:
+        con.close()

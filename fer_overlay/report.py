@@ -228,7 +228,9 @@ def rolling_mean(values: np.ndarray, window: int) -> np.ndarray:
     kernel = np.ones(window)
 
     def smooth(column: np.ndarray) -> np.ndarray:
-        return np.convolve(column, kernel, mode="same")
+        # "full" then centre-slice: mode="same" returns `window` values for a shorter series.
+        start = (window - 1) // 2
+        return np.convolve(column, kernel, mode="full")[start:start + len(column)]
 
     total = np.apply_along_axis(smooth, 0, np.where(valid, values, 0.0))
     count = np.apply_along_axis(smooth, 0, valid.astype(float))
@@ -439,3 +441,20 @@ def _student_table(summaries: tuple[StudentSummary, ...]) -> str:
                     f"<td>{flags}</td></tr>")
     return ("<table><thead><tr><th>student</th><th>dominant</th><th>negative</th><th>no face</th>"
             "<th>flags</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
+def summary_text(session: Session, rules: FlagRule = FlagRule(), moments: int = 5) -> str:
+    """The end-of-session summary printed after ``live --record``: duration, mood, moments, flags."""
+    shares = np.nanmean(session.shares, axis=0) if len(session.seconds) and not np.isnan(session.shares).all() \
+        else np.zeros(len(EMOTIONS))
+    negative = float(sum(shares[EMOTIONS.index(e)] for e in NEGATIVE))
+    top = sorted(zip(EMOTIONS, shares), key=lambda pair: -pair[1])[:3]
+    lines = [f"Session {session.id}: {mmss(len(session.seconds))} recorded, {len(session.students)} students",
+             "Class mood: " + ", ".join(f"{name} {share:.0%}" for name, share in top)
+             + f"; negative {negative:.0%}"]
+    found = find_moments(session)[:moments]
+    lines.append("Moments: " + ("; ".join(f"{m.time} {m.detail}" for m in found) if found else "none"))
+    flagged = [s for s in student_summaries(session, rules) if s.flags]
+    lines.append("Flagged: " + (", ".join(f"{s.student} ({', '.join(f.kind for f in s.flags)})" for s in flagged)
+                                if flagged else "nobody"))
+    return "\n".join(lines)

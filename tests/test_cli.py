@@ -157,3 +157,27 @@ def test_notice_prints_chat_text(capsys):
     assert main(["notice"]) == 0
     out = capsys.readouterr().out
     assert "do not want to be included" in out and "Nothing leaves my computer" in out
+
+
+def test_demo_record_then_report(tmp_path, capsys):
+    db, report = tmp_path / "class.db", tmp_path / "report"
+    assert main(["demo", "--seconds", "3", "--out", str(tmp_path / "d.mp4"), "--no-table", "--record", str(db)]) == 0
+    summary = capsys.readouterr().err
+    assert "00:03 recorded, 25 students" in summary and "Flagged:" in summary
+    assert main(["report", str(db), "--out", str(report), "--csv", str(tmp_path / "c.csv")]) == 0
+    html = (report / "index.html").read_text()
+    assert "mood.png" in html and (report / "mood.png").stat().st_size > 10_000
+    assert len((tmp_path / "c.csv").read_text().splitlines()) == 1 + 3 * 25   # header + seconds x students
+
+
+def test_retention_reminder(tmp_path, capsys):
+    import sqlite3
+    db = tmp_path / "class.db"
+    assert main(["demo", "--seconds", "1", "--out", str(tmp_path / "d.mp4"), "--no-table", "--record", str(db)]) == 0
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE sessions SET started_at = started_at - 40 * 86400")
+    capsys.readouterr()
+    assert main(["demo", "--seconds", "1", "--out", str(tmp_path / "d.mp4"), "--no-table", "--record", str(db)]) == 0
+    assert "1 session(s) older than 30d" in capsys.readouterr().err
+    assert main(["purge", str(db), "--older-than", "30d"]) == 0
+    assert "removed 1 session(s)" in capsys.readouterr().err
