@@ -216,7 +216,13 @@ def cmd_analyze(args, console: Console) -> int:
             stack.callback(sink.close)
             outputs.append((Annotator(args.mode), sink))
         listeners = _listeners(args, stack, console, str(args.input), single)
-        stats = run_offline(source, analyzer, outputs, listeners)
+        on_frame = None
+        if args.no_table and not single:   # the table shows progress itself; otherwise a bar does
+            from rich.progress import Progress
+            progress = stack.enter_context(Progress(console=console, transient=True))
+            task = progress.add_task(f"analysing {args.input.name}", total=source.frame_count or None)
+            on_frame = lambda: progress.advance(task)  # noqa: E731
+        stats = run_offline(source, analyzer, outputs, listeners, on_frame=on_frame)
     console.print(f"analysed {stats.analysed} frame(s) in {stats.seconds:.1f} s"
                   + (f"; annotated output: {args.out}" if args.out else ""))
     _summary(args, console)

@@ -6,7 +6,8 @@ differs from it, and split the frame at pixel rows (then, within each band of ti
 pixel columns) that are (almost) all background. Each projection keeps full resolution
 along its own axis, so edges stay exact even with 2 px gaps, and averages STRIDE pixels
 across it, which evens out video compression noise and keeps 1080p at about 3 ms on one
-core. Equal tile sizes and even gaps tell a gallery from a photo or a slide.
+core. Equal tile sizes and even gaps tell a gallery from a photo or a slide; a tile that
+dark content cut short snaps back to its column.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ GAP_DIP = 0.3              # ... and not below this share of the counts on both 
 OPEN = 7                   # px; non-background strips thinner than this are ringing, not tiles
 STRIDE = 4                 # pixels averaged across each profile's axis
 MIN_TILE = 12              # px; thinner runs are noise, not tiles
-SIZE_TOLERANCE = 0.05      # sizes and gaps may vary by this share of the tile size (at least 3 px)
+SIZE_TOLERANCE = 0.05      # sizes and gaps may vary by this share of the tile size (at least SNAP)
+SNAP = 3                   # px; edges this close are the same edge
 
 
 def find_tiles(image: np.ndarray) -> tuple[Tile, ...]:
@@ -112,25 +114,20 @@ def _runs(profile: np.ndarray, floor: float) -> list[tuple[int, int]]:
 
 
 def _grid(boxes: list[Box]) -> list[list[Box]]:
-    """The boxes of the median size, as rows; none when they do not look like a meeting grid.
+    """The boxes of the modal size, as rows; none when they do not look like a meeting grid.
 
-    A box cut short by dark content (a student in a dark room) snaps to the column whose edge
-    it shares.
     A grid has at least half the boxes at one size and even spacing: equal gaps between
     neighbours in a row and between rows. Letters on a slide or objects in a photo do not.
     """
     if not boxes:
         return []
-    w, h = np.median([b.w for b in boxes]), np.median([b.h for b in boxes])
+    w, h = _modal_size(boxes)
 
     def fits(box: Box) -> bool:
         return abs(box.w - w) <= _tolerance(w) and abs(box.h - h) <= _tolerance(h)
 
     columns = sorted({(b.x, b.x2) for b in boxes if fits(b)})
-    snapped = [next((Box(x0, b.y, x1 - x0, b.h) for x0, x1 in columns
-                     if (abs(b.x - x0) <= 3 or abs(b.x2 - x1) <= 3) and x0 - 3 <= b.x and b.x2 <= x1 + 3
-                     and abs(b.h - h) <= _tolerance(h)), b)
-               for b in boxes]
+    snapped = [_snap(b, columns) if abs(b.h - h) <= _tolerance(h) else b for b in boxes]
     kept = list(dict.fromkeys(b for b in snapped if fits(b)))   # a split tile snaps twice
     rows: list[list[Box]] = []
     for box in kept:
@@ -148,8 +145,32 @@ def _grid(boxes: list[Box]) -> list[list[Box]]:
     return rows if even and 2 * len(kept) >= len(boxes) else []
 
 
-def _tolerance(size: float) -> float:
-    return max(3.0, SIZE_TOLERANCE * size)
+def _modal_size(boxes: list[Box]) -> tuple[float, float]:
+    """The size most boxes share (within tolerance): the tile size, even with few tiles."""
+    ws, hs = np.array([b.w for b in boxes]), np.array([b.h for b in boxes])
+    alike = np.ones((len(boxes), len(boxes)), bool)
+    for sizes in (ws[:, None], hs[:, None]):
+        alike &= np.abs(sizes - sizes.T) <= _tolerance(sizes)     # [i, j]: box j is box i's size
+    modal = alike[alike.sum(axis=1).argmax()]
+    return float(np.median(ws[modal])), float(np.median(hs[modal]))
+
+
+def _snap(box: Box, columns: list[tuple[int, int]]) -> Box:
+    """``box`` widened to the tile column it lies in and shares an edge with, if any.
+
+    Dark content (a student in a dark room, black hair against a dark wall) can cut a tile
+    short or split it; the part that still touches the tile's edge tells which tile it was.
+    """
+    for x0, x1 in columns:
+        inside = x0 - SNAP <= box.x and box.x2 <= x1 + SNAP
+        if inside and (abs(box.x - x0) <= SNAP or abs(box.x2 - x1) <= SNAP):
+            return Box(x0, box.y, x1 - x0, box.h)
+    return box
+
+
+def _tolerance(size: float | np.ndarray) -> float | np.ndarray:
+    """How far a tile size or gap may stray."""
+    return np.maximum(SNAP, SIZE_TOLERANCE * size)
 
 
 def _index(rows: list[list[Box]]) -> tuple[Tile, ...]:

@@ -73,6 +73,17 @@ def test_find_tiles_at_eight_grey_levels_above_background():
     assert_same_tiles(find_tiles(image), gallery.tiles)
 
 
+def test_dark_content_inside_a_tile_keeps_the_tile():
+    """Background-dark content: a dark wall over a third of one tile, a dark stripe through another."""
+    gallery = compose_gallery(faces_for(12, 7, camera_off=0.0), 3, 4, (1280, 720))
+    image = gallery.image.copy()
+    wall, stripe = gallery.tiles[1].box, gallery.tiles[6].box
+    image[wall.y:wall.y2, wall.x:wall.x + wall.w // 3] = 26
+    middle = stripe.x + stripe.w // 2
+    image[stripe.y:stripe.y2, middle - 10:middle + 10] = 26
+    assert_same_tiles(find_tiles(image), gallery.tiles)
+
+
 def test_partial_last_row_cols_follow_alignment():
     """Centred last row: cols of the full rows where the tiles line up, else 0..n-1."""
     aligned = compose_gallery(faces_for(13, 1), 3, 5, (1280, 720))       # 3 of 5: columns 1-3
@@ -94,7 +105,8 @@ def test_find_tiles_takes_bgra_and_grayscale():
 def test_find_tiles_survives_jpeg(rows, cols, gap, size):
     """Recorded meetings are compressed: ringing along tile edges must not merge or split tiles."""
     gallery = compose_gallery(faces_for(rows * cols - 1, rows), rows, cols, size, gap=gap)
-    jpeg = cv2.imdecode(cv2.imencode(".jpg", gallery.image, [cv2.IMWRITE_JPEG_QUALITY, 85])[1], cv2.IMREAD_COLOR)
+    encoded = cv2.imencode(".jpg", gallery.image, [cv2.IMWRITE_JPEG_QUALITY, 85])[1]
+    jpeg = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
     assert_same_tiles(find_tiles(jpeg), gallery.tiles, tolerance=3)
 
 
@@ -106,10 +118,10 @@ def photo(size=(1280, 720)) -> np.ndarray:
 
 def slide(size=(1280, 720)) -> np.ndarray:
     image = np.full((size[1], size[0], 3), 255, np.uint8)
-    cv2.putText(image, "Lecture 7: Convolutional networks", (80, 120), cv2.FONT_HERSHEY_SIMPLEX, 1.6, (30, 30, 30), 3)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    cv2.putText(image, "Lecture 7: Convolutional networks", (80, 120), font, 1.6, (30, 30, 30), 3)
     for i in range(8):
-        cv2.putText(image, f"- bullet point {i} on the topic at hand", (100, 220 + 55 * i),
-                    cv2.FONT_HERSHEY_SIMPLEX, 1.0, (20, 20, 20), 2)
+        cv2.putText(image, f"- bullet point {i} on the topic at hand", (100, 220 + 55 * i), font, 1.0, (20, 20, 20), 2)
     return image
 
 
@@ -137,7 +149,8 @@ def test_assign_tiles_outside_and_shared():
     gallery = compose_gallery(faces_for(4, 5), 2, 2, (1280, 720))
     first = gallery.tiles[0].box
     outside = face_at(Box(0, 0, 4, 4))                                   # in the frame margin
-    left, right = face_at(Box(first.x + 10, first.y + 10, 40, 40)), face_at(Box(first.x2 - 50, first.y + 10, 40, 40))
+    left = face_at(Box(first.x + 10, first.y + 10, 40, 40))
+    right = face_at(Box(first.x2 - 50, first.y + 10, 40, 40))
     faces = assign_tiles([outside, left, right], gallery.tiles)
     assert [f.tile for f in faces] == [None, gallery.tiles[0], gallery.tiles[0]]
     assert faces[1] == dataclasses.replace(left, tile=gallery.tiles[0])
