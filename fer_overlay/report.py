@@ -30,7 +30,7 @@ from fer_overlay.draw import EMOTION_STYLES
 from fer_overlay.record import PROB_COLUMNS, SHARE_COLUMNS, RecordError, connect
 
 EMOTION_COLORS: dict[str, str] = EMOTION_STYLES   # one palette for overlay, table and report
-NO_FACE_COLOR = "#d9d9d9"
+NO_FACE_COLOR = "#262626"   # dark like a camera-off tile; neutral is the grey
 
 # Stack order of the mood chart: the negative emotions share one band at the bottom.
 _STACK = ("angry", "disgust", "fear", "sad", "neutral", "surprise", "happy")
@@ -374,7 +374,7 @@ def _plot_heatmap(session: Session, path: Path) -> Path:
     axes.imshow(dominant, cmap=colours, vmin=-0.5, vmax=len(EMOTIONS) + 0.5, aspect="auto",
                 interpolation="nearest", extent=(0, dominant.shape[1], students - 0.5, -0.5))
     axes.set_yticks(range(students), [str(name) for name in session.students], fontsize=8)
-    axes.set(xlabel="minutes from start", title="Dominant emotion per student per minute (grey: no face)")
+    axes.set(xlabel="minutes from start", title="Dominant emotion per student per minute (black: no face)")
     figure.savefig(path)
     return path
 
