@@ -53,3 +53,9 @@ def test_shipped_model_scores_its_claimed_publictest_accuracy(public_faces):
     accuracy = float((predicted == labels).mean())
     print(f"PublicTest accuracy through the runtime: {accuracy:.4f} (claimed {claimed:.4f})")
     assert accuracy >= claimed - 0.005
+
+
+def test_public_api_from_the_package_root():
+    import fer_overlay
+    probs = fer_overlay.EmotionClassifier.load().predict(np.zeros((2, 48, 48), np.uint8))
+    assert probs.shape == (2, len(fer_overlay.EMOTIONS)) and fer_overlay.EMOTIONS[3] == "happy"
