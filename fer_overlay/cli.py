@@ -43,7 +43,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detect-width", type=int, default=960, help="detect faces at this width (default 960)")
     parser.add_argument("--no-flip", action="store_true", help="no mirrored second look per face (faster)")
     parser.add_argument("--model", type=Path, help="emotion model (.tflite or .keras); default: the bundled one")
-    parser.add_argument("--exclude", default="", help="comma-separated students (tile keys like r2c3) to leave out entirely")
+    parser.add_argument("--exclude", default="",
+                        help="comma-separated students (names or tile keys like r2c3) to leave out entirely")
+    parser.add_argument("--roster", type=Path, help="text file of participant names, one a line: corrects OCR")
+    parser.add_argument("--no-ocr", action="store_true",
+                        help="do not read names from the tiles: students are tile keys")
+    parser.add_argument("--anonymize", action="store_true",
+                        help="show and keep pseudonyms (Student 1, 2, ...) instead of names everywhere")
     parser.add_argument("--aggregate-only", action="store_true",
                         help="keep no per-student rows anywhere: class-level numbers only")
     parser.add_argument("--retention", type=_duration, default=30 * 86400,
@@ -159,13 +165,27 @@ def cmd_report(args, console: Console) -> int:
     return 0
 
 
-def _analyzer(args):
+def _analyzer(args, console: Console):
     from fer_overlay.config import Config
+    from fer_overlay.names import read_roster
     from fer_overlay.pipeline import Analyzer
+    roster = ()
+    if args.roster:
+        try:
+            roster = read_roster(args.roster.read_text(encoding="utf-8").splitlines())
+        except OSError as exc:
+            raise UserError(f"cannot read the roster {args.roster}: {exc.strerror or exc}") from exc
     config = Config(half_life=args.half_life, detect_width=args.detect_width, flip_average=not args.no_flip,
-                    model=args.model)
+                    model=args.model, ocr=not args.no_ocr, roster=roster, anonymize=args.anonymize)
     exclude = frozenset(s.strip() for s in args.exclude.split(",") if s.strip())
-    return Analyzer.from_config(config, exclude=exclude)
+    analyzer = Analyzer.from_config(config, exclude=exclude,
+                                    notify=lambda message: console.print(message, highlight=False))
+    by_name = sorted(e for e in exclude if not re.fullmatch(r"r\d+c\d+", e, re.IGNORECASE))
+    if by_name and not (analyzer.names and analyzer.names.available):
+        # Silently analysing an opted-out student would break their trust: refuse instead.
+        raise UserError(f"--exclude {', '.join(by_name)}: excluding by name needs names read from the tiles "
+                        "(Tesseract, without --no-ocr); use tile keys like r2c3 instead")
+    return analyzer
 
 
 def _listeners(args, stack: contextlib.ExitStack, console: Console, source_name: str, single: bool = False):
@@ -207,7 +227,7 @@ def cmd_analyze(args, console: Console) -> int:
 
     source = open_file(args.input)
     single = isinstance(source, ImageSource)
-    analyzer = _analyzer(args)
+    analyzer = _analyzer(args, console)
     with contextlib.ExitStack() as stack:
         stack.callback(source.close)
         outputs = []
@@ -236,7 +256,7 @@ def cmd_demo(args, console: Console) -> int:
     from fer_overlay.sinks import VideoFileSink
 
     source = DemoSource(seconds=args.seconds)
-    analyzer = _analyzer(args)
+    analyzer = _analyzer(args, console)
     with contextlib.ExitStack() as stack:
         sink = VideoFileSink(args.out, source.fps)
         stack.callback(sink.close)
@@ -276,7 +296,7 @@ def cmd_live(args, console: Console) -> int:
         region = parse_region(args.region) if args.region else None
         source = ScreenSource(monitor=args.monitor, region=region, fps=args.fps)
         name = f"region {args.region}" if region else f"monitor {args.monitor}"
-    analyzer = _analyzer(args)
+    analyzer = _analyzer(args, console)
     teacher = Annotator("full")
     with contextlib.ExitStack() as stack:
         stack.callback(source.close)

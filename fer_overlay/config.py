@@ -15,3 +15,6 @@ class Config:
     flip_average: bool = True      # test-time augmentation: average face and mirrored face
     fps: float = 10.0              # screen grab rate (the annotated feed's rate)
     model: Path | None = None      # emotion model file; None = the bundled one
+    ocr: bool = False              # read names from the tiles' labels (the CLI turns this on)
+    roster: tuple[str, ...] = ()   # known names: OCR readings snap to the closest one
+    anonymize: bool = False        # show and keep pseudonyms ("Student 3"), never real names

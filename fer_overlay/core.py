@@ -160,9 +160,9 @@ def class_mood(faces: tuple[Face, ...], tiles: int = 0) -> Mood:
 class Student:
     """One row of the live table: a participant and how they look right now."""
 
-    id: str                       # tile key (or name, once names are read)
-    tile: Tile | None
-    status: str                   # "present" | "no_face"
+    id: str                       # the name read from the tile (or its pseudonym), else the tile key
+    tile: Tile | None             # None once the student has left
+    status: str                   # "present" | "no_face" | "camera_off" | "left"
     emotion: str | None = None
     confidence: float = 0.0
     probabilities: tuple[float, ...] | None = None   # smoothed, EMOTIONS order; None without a face

@@ -49,7 +49,8 @@ def mix_bar(mix: tuple[float, ...], width: int = BAR_WIDTH) -> Text:
 
 def _row(student: Student) -> tuple[Text | str, ...]:
     if student.status != "present" or student.emotion is None:
-        return (student.id, "—", "", mix_bar(student.mix), "", Text("no face", style="dim"))
+        status = Text(student.status.replace("_", " "), style="dim")   # no face, camera off, left
+        return (student.id, "—", "", mix_bar(student.mix), "", status)
     return (
         student.id,
         Text(student.emotion, style=f"bold {EMOTION_STYLES[student.emotion]}"),

@@ -18,10 +18,11 @@ import numpy as np
 
 from fer_overlay.classify import EmotionClassifier
 from fer_overlay.config import Config
-from fer_overlay.core import Face, Frame, FrameResult
+from fer_overlay.core import Face, Frame, FrameResult, Tile
 from fer_overlay.detect import FaceDetector
 from fer_overlay.draw import Annotator
 from fer_overlay.grid import assign_tiles, find_tiles
+from fer_overlay.names import NameReader, Notify, Pseudonyms, is_camera_off, match_roster
 from fer_overlay.preprocess import FACE_SIZE, align_crop, to_gray
 from fer_overlay.sinks import Sink
 from fer_overlay.track import Tracker
@@ -31,30 +32,62 @@ Output = tuple[Annotator, Sink]
 
 
 class Analyzer:
-    """Runs every analysis stage on one frame; keeps per-student memory between frames."""
+    """Runs every analysis stage on one frame; keeps per-student memory between frames.
+
+    ``exclude`` holds tile keys and names (any case) of opted-out students; ``names`` reads
+    who is in which tile (None: students are tile keys); ``pseudonyms`` replaces every name
+    before anything leaves the analysis.
+    """
 
     def __init__(self, detector: FaceDetector, classifier: EmotionClassifier, tracker: Tracker,
-                 exclude: frozenset[str] = frozenset()):
+                 exclude: frozenset[str] = frozenset(), *, names: NameReader | None = None,
+                 pseudonyms: Pseudonyms | None = None):
         self.detector, self.classifier, self.tracker = detector, classifier, tracker
-        self.exclude = exclude
+        self.exclude = frozenset(e.casefold() for e in exclude)
+        self.names, self.pseudonyms = names, pseudonyms
+        self._opted_out: set[str] = set()   # tile keys where an excluded name was last read
 
     @classmethod
-    def from_config(cls, config: Config, exclude: frozenset[str] = frozenset()) -> "Analyzer":
+    def from_config(cls, config: Config, exclude: frozenset[str] = frozenset(),
+                    notify: Notify | None = None) -> "Analyzer":
+        names = NameReader(config.roster, notify=notify) if config.ocr else None
         return cls(FaceDetector(score_threshold=config.score_threshold, max_width=config.detect_width,
                                 max_faces=config.max_faces),
                    EmotionClassifier.load(config.model, flip_average=config.flip_average),
-                   Tracker(config.half_life), exclude)
+                   Tracker(config.half_life), exclude, names=names,
+                   pseudonyms=Pseudonyms() if config.anonymize else None)
 
     def analyze(self, frame: Frame) -> FrameResult:
         tiles = find_tiles(frame.image)
         faces = assign_tiles(self.detector.detect(frame.image), tiles)
+        names = self.names.read(frame.image, tiles) if self.names else {}
         if self.exclude:
             # Opted-out students are removed before classification: never classified, kept or shown.
-            tiles = tuple(t for t in tiles if t.key not in self.exclude)
-            faces = tuple(f for f in faces if f.tile is None or f.tile.key not in self.exclude)
+            excluded = self._excluded_tiles(tiles, names)
+            tiles = tuple(t for t in tiles if t.key not in excluded)
+            faces = tuple(f for f in faces if f.tile is None or f.tile.key not in excluded)
+            names = {t.key: names[t.key] for t in tiles if t.key in names}
+        if self.pseudonyms:
+            names = {key: self.pseudonyms(name) for key, name in names.items()}
+        camera_off = frozenset(t.key for t in tiles if is_camera_off(frame.image, t))
         faces = self.classify(frame.image, faces)
-        faces, students = self.tracker.update(faces, tiles, frame.timestamp)
+        faces, students = self.tracker.update(faces, tiles, frame.timestamp, names, camera_off)
         return FrameResult(frame.index, frame.timestamp, frame.size, tiles, faces, students)
+
+    def _excluded_tiles(self, tiles: tuple[Tile, ...], names: dict[str, str]) -> set[str]:
+        """Keys of the tiles to drop: excluded keys, and tiles showing an excluded name.
+
+        A tile stays excluded while its label is unreadable (a frame's misread must not expose
+        an opted-out student) until another name is read there. Names match loosely, as a
+        roster does: hiding a similar name is the safe mistake.
+        """
+        for tile in tiles:
+            if tile.key in names:
+                if match_roster(names[tile.key].casefold(), tuple(self.exclude)) in self.exclude:
+                    self._opted_out.add(tile.key)
+                else:
+                    self._opted_out.discard(tile.key)
+        return {t.key for t in tiles if t.key in self.exclude or t.key in self._opted_out}
 
     def classify(self, image: np.ndarray, faces: tuple[Face, ...]) -> tuple[Face, ...]:
         """All faces of a frame in one batch; each face keeps its own probabilities."""

@@ -178,6 +178,8 @@ def _student_rows(session_id: int, second: int, frames: list[FrameResult]) -> li
     listed: dict[str, int] = {}
     for result in frames:
         for student in result.students:
+            if student.status == "left":   # no longer in the meeting: nothing to sample
+                continue
             listed[student.id] = listed.get(student.id, 0) + 1
             probs.setdefault(student.id, [])
             if student.status == "present":

@@ -7,7 +7,9 @@ adapters, so tests can run without them.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -106,6 +108,23 @@ class ScreenSource:
         self._screen.close()
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence C-level stderr (FFmpeg's "moov atom not found" and the like) while probing a file.
+
+    Our own one-line error says what is wrong; FFmpeg's log lines would only bury it.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class VideoSource:
     """Frames of a video file (or of a webcam, given its index)."""
 
@@ -113,16 +132,17 @@ class VideoSource:
         self._name = f"webcam {path}" if isinstance(path, int) else str(path)
         if not isinstance(path, int) and not Path(path).is_file():
             raise SourceError(f"video {path} not found; check the path")
-        self._capture = cv2.VideoCapture(path if isinstance(path, int) else str(path))
+        with _quiet_native_stderr():
+            self._capture = cv2.VideoCapture(path if isinstance(path, int) else str(path))
+            if fps and self._capture.isOpened():
+                self._capture.set(cv2.CAP_PROP_FPS, fps)   # a webcam takes the rate before the first read
+            ok, self._first = self._capture.read() if self._capture.isOpened() else (False, None)
         if not self._capture.isOpened():
             raise SourceError(f"cannot open {self._name}: not a readable video"
                               + (" (is the camera in use?)" if isinstance(path, int) else
                                  " (try converting it to MP4/H.264)"))
-        if fps:
-            self._capture.set(cv2.CAP_PROP_FPS, fps)
         self.fps = float(self._capture.get(cv2.CAP_PROP_FPS) or 0) or fps or 25.0
         self.frame_count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        ok, self._first = self._capture.read()
         if not ok:
             self._capture.release()
             raise SourceError(f"cannot read frames from {self._name}: the file is empty or corrupt")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,31 +29,49 @@ class _Memory:
     history: deque = field(default_factory=deque)   # (timestamp, label index)
 
 
-def student_ids(faces: tuple[Face, ...]) -> list[str]:
-    """A student per tile; extra faces sharing a tile get ``#2``, ``#3`` left to right."""
+def student_ids(faces: tuple[Face, ...], names: Mapping[str, str] | None = None) -> list[str]:
+    """A student per tile: its name when read (``names``: tile key -> name), else its tile key.
+
+    Extra faces sharing a tile get ``#2``, ``#3`` left to right.
+    """
+    names = names or {}
     counts: dict[str, int] = {}
     ids = [""] * len(faces)
     for i in sorted(range(len(faces)), key=lambda i: faces[i].box.x):
-        base = faces[i].tile.key if faces[i].tile else "face"
+        tile = faces[i].tile
+        base = names.get(tile.key, tile.key) if tile else "face"
         counts[base] = counts.get(base, 0) + 1
         ids[i] = base if counts[base] == 1 else f"{base}#{counts[base]}"
     return ids
 
 
 class Tracker:
-    """Turns per-frame faces into per-student rows; keeps each student's history."""
+    """Turns per-frame faces into per-student rows; keeps each student's history.
+
+    History is keyed by student id, so a named student keeps their smoothing and mix when
+    the gallery reshuffles their tile, and keeps a ``left`` row once their name is gone.
+    """
 
     def __init__(self, half_life: float = 1.5):
         if half_life < 0:
             raise ValueError("half-life must be >= 0 seconds")
         self.half_life = half_life
         self._memory: dict[str, _Memory] = {}
+        self._named: dict[str, None] = {}   # every named student seen, in order of first appearance
 
-    def update(self, faces: tuple[Face, ...], tiles: tuple[Tile, ...],
-               timestamp: float) -> tuple[tuple[Face, ...], tuple[Student, ...]]:
-        """Faces with ``student`` and ``smoothed`` set, and one ``Student`` per tile or face."""
+    def update(self, faces: tuple[Face, ...], tiles: tuple[Tile, ...], timestamp: float,
+               names: Mapping[str, str] | None = None,
+               camera_off: frozenset[str] = frozenset()) -> tuple[tuple[Face, ...], tuple[Student, ...]]:
+        """Faces with ``student`` and ``smoothed`` set, and one ``Student`` per tile, face or departed name.
+
+        ``names`` maps tile keys to student ids (names read from the tiles); ``camera_off``
+        holds the keys of tiles without video. A tile without a face is ``camera_off`` or
+        ``no_face``; a named student in no tile now is ``left``.
+        """
+        names = names or {}
+        self._named.update(dict.fromkeys(names.values()))
         out_faces, rows = [], {}
-        for face, sid in zip(faces, student_ids(faces)):
+        for face, sid in zip(faces, student_ids(faces, names)):
             if face.probabilities is None:
                 out_faces.append(dataclasses.replace(face, student=sid))
                 continue
@@ -64,8 +83,14 @@ class Tracker:
                 confidence=float(memory.smoothed[memory.label]), probabilities=smoothed,
                 since=timestamp - memory.label_since, mix=self._mix(memory))
         for tile in tiles:
-            if tile.key not in rows:
-                rows[tile.key] = Student(id=tile.key, tile=tile, status="no_face")
+            sid = names.get(tile.key, tile.key)
+            if sid not in rows:
+                status = "camera_off" if tile.key in camera_off else "no_face"
+                rows[sid] = Student(id=sid, tile=tile, status=status)
+        for sid in self._named:
+            if sid not in rows:
+                memory = self._memory.get(sid)
+                rows[sid] = Student(id=sid, tile=None, status="left", mix=self._mix(memory) if memory else ())
         return tuple(out_faces), tuple(sorted(rows.values(), key=_row_order))
 
     def _smooth(self, sid: str, probs: np.ndarray, now: float) -> _Memory:

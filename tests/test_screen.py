@@ -63,7 +63,7 @@ def test_grab_finds_the_faces_in_their_tiles(shown_gallery):
     truth = {f"r{t.row + 1}c{t.col + 1}" for t, b in zip(shown_gallery.tiles, shown_gallery.face_boxes) if b is not None}
     assert len(result.tiles) == 9
     assert {face.tile.key for face in result.faces} == truth
-    assert {s.id: s.status for s in result.students}["r2c2"] == "no_face"
+    assert {s.id: s.status for s in result.students}["r2c2"] == "camera_off"   # faces[4] is None
 
 
 def test_region_grab_is_that_part_of_the_screen(shown_gallery):

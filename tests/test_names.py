@@ -1,0 +1,223 @@
+"""Names read from tiles, identity across reshuffles, per-student states, pseudonyms, fallbacks."""
+
+import io
+import json
+import sqlite3
+
+import cv2
+import numpy as np
+import pytest
+
+from fer_overlay import names as names_module
+from fer_overlay.cli import main
+from fer_overlay.core import EMOTIONS, Box, Face
+from fer_overlay.gallery import _room, compose_gallery
+from fer_overlay.names import NameReader, Pseudonyms, clean_text, is_camera_off, match_roster, read_roster
+from fer_overlay.track import Tracker
+
+NAMES = ("Emma Johnson", "Liam Smith", "Olivia Brown", "Noah Williams", "Priya Patel", "Lucas Garcia",
+         "Mia Miller", "Sean O'Brien", "Sofia Martinez", "Kwame Mensah", "Chloe Anderson", "Chen Wei",
+         "Zoe Taylor", "Anna-Lena Weber", "Lily Jackson", "Aiden White", "Fatima Khan", "Ryan Martin",
+         "Hannah Lee", "Daniel Clark", "Yuki Tanaka", "Owen Walker", "Ella Hall", "Mateo Rossi", "Leah King")
+HAPPY = tuple(np.eye(7)[EMOTIONS.index("happy")])
+SAD = tuple(np.eye(7)[EMOTIONS.index("sad")])
+tesseract = pytest.mark.skipif(not NameReader(notify=lambda _: None).available, reason="Tesseract is not installed")
+
+
+@pytest.fixture(scope="module")
+def faces():
+    from fer_overlay.demo import load_faces
+    return load_faces()[0]
+
+
+def gallery(faces, n, style="zoom", order=None, camera_off=(1,)):
+    """An n x n gallery of NAMES (in ``order``), tiles in ``camera_off`` without video."""
+    order = list(order or range(n * n))
+    pictures = [None if i in camera_off else faces[i] for i in order]
+    return compose_gallery(pictures, n, n, names=[NAMES[i] for i in order], style=style, rng_seed=n), order
+
+
+def face_in(tile, probs):
+    return Face(Box(tile.box.x + 20, tile.box.y + 20, 40, 40), ((0, 0),) * 5, 0.9, tile=tile, probabilities=probs)
+
+
+@tesseract
+def test_names_are_read_from_zoom_teams_and_meet_galleries(faces):
+    read = total = 0
+    for style in ("zoom", "teams", "meet"):
+        for n in (2, 3, 4, 5):
+            shown, order = gallery(faces, n, style)
+            got = NameReader().read(shown.image, shown.tiles)
+            read += sum(got.get(t.key) == NAMES[i] for t, i in zip(shown.tiles, order))
+            total += len(order)
+    print(f"OCR exact-match accuracy: {read}/{total} = {read / total:.1%}")
+    assert read / total >= 0.95
+
+
+@tesseract
+def test_labels_are_read_again_only_when_they_change(faces):
+    reader, calls = NameReader(), []
+    ocr = reader._ocr
+    reader._ocr = lambda pictures: calls.extend(pictures) or ocr(pictures)
+    shown, _ = gallery(faces, 2, camera_off=())
+    first = reader.read(shown.image, shown.tiles)
+    noisy = np.clip(shown.image + np.random.default_rng(3).normal(0, 4, shown.image.shape), 0, 255)
+    assert reader.read(noisy.astype(np.uint8), shown.tiles) == first and len(calls) == 4   # noise: no OCR
+    moved, _ = gallery(faces, 2, order=[0, 1, 3, 2], camera_off=())
+    reader.read(moved.image, moved.tiles)
+    assert len(calls) == 6                                             # only the two swapped tiles
+
+
+@tesseract
+def test_reshuffled_students_keep_their_id_and_smoothing(faces):
+    reader, tracker = NameReader(), Tracker(half_life=10.0)
+    before, order = gallery(faces, 2, camera_off=())
+    names = reader.read(before.image, before.tiles)
+    emma = next(t for t in before.tiles if names[t.key] == "Emma Johnson")
+    tracker.update((face_in(emma, HAPPY),), before.tiles, 0.0, names)
+
+    after, _ = gallery(faces, 2, order=[3, 2, 1, 0], camera_off=())   # everyone moves
+    names = reader.read(after.image, after.tiles)
+    assert sorted(names.values()) == sorted(NAMES[:4])
+    moved = next(t for t in after.tiles if names[t.key] == "Emma Johnson")
+    assert moved.key != emma.key
+    faces_out, students = tracker.update((face_in(moved, SAD),), after.tiles, 1.0, names)
+    assert faces_out[0].student == "Emma Johnson"
+    # Emma's history came along: one second of sad barely moves a 10 s half-life average.
+    assert faces_out[0].smoothed[EMOTIONS.index("happy")] > 0.9
+    assert {s.id for s in students} == set(NAMES[:4])
+
+
+def test_camera_off_tiles_are_flat_and_video_without_a_face_is_not(faces):
+    for style in ("zoom", "teams", "meet"):
+        shown, order = gallery(faces, 3, style, camera_off=(1, 5))
+        assert [is_camera_off(shown.image, t) for t in shown.tiles] == [i in (1, 5) for i in order]
+    tile = shown.tiles[0]
+    shown.image[tile.box.y:tile.box.y2, tile.box.x:tile.box.x2] = _room(tile.box.h, tile.box.w,
+                                                                         np.random.default_rng(1))
+    assert not is_camera_off(shown.image, tile)   # the face left, the room stays: "no_face"
+
+
+def test_states_present_no_face_camera_off_and_left(faces):
+    shown, _ = gallery(faces, 2, camera_off=(1,))
+    t1, t2, t3, t4 = shown.tiles
+    tracker = Tracker()
+    names = {t1.key: "Emma Johnson", t2.key: "Liam Smith", t3.key: "Olivia Brown", t4.key: "Noah Williams"}
+    tracker.update((face_in(t1, HAPPY), face_in(t3, SAD)), shown.tiles, 0.0, names)
+    # Olivia turns away, Noah leaves the meeting (his tile is gone), Liam keeps his camera off.
+    del names[t4.key]
+    _, students = tracker.update((face_in(t1, HAPPY),), (t1, t2, t3), 1.0, names, frozenset({t2.key}))
+    states = {s.id: s.status for s in students}
+    assert states == {"Emma Johnson": "present", "Liam Smith": "camera_off",
+                      "Olivia Brown": "no_face", "Noah Williams": "left"}
+    assert students[-1].id == "Noah Williams" and students[-1].tile is None   # departed rows come last
+
+
+def test_table_shows_the_states_dimmed():
+    from rich.console import Console
+
+    from fer_overlay.core import FrameResult, Student
+    from fer_overlay.dashboard import build_table
+    students = tuple(Student(name, None, status) for name, status in
+                     (("Liam Smith", "camera_off"), ("Olivia Brown", "no_face"), ("Noah Williams", "left")))
+    console = Console(record=True, width=120, color_system="truecolor", file=io.StringIO())
+    console.print(build_table(FrameResult(0, 0.0, (100, 100), (), (), students)))
+    text, styled = console.export_text(styles=False, clear=False), console.export_text(styles=True)
+    assert "camera off" in text and "no face" in text and "left" in text and "camera_off" not in text
+    assert "\x1b[2m" in styled   # dim
+
+
+def test_roster_corrects_misspelt_and_cut_readings():
+    roster = read_roster(["# class 3B", "Emma Johnson", "", "Alexandra Richardson", "Liam Smith"])
+    assert roster == ("Emma Johnson", "Alexandra Richardson", "Liam Smith")
+    assert match_roster("Ema Jonhson", roster) == "Emma Johnson"
+    assert match_roster("liam smlth", roster) == "Liam Smith"
+    assert match_roster("Alexandra Richa", roster) == "Alexandra Richardson"   # the app cut the label
+    assert match_roster("Guest 4", roster) == "Guest 4"                         # not in the roster
+    assert clean_text("| Leah King |\n") == "Leah King"
+
+
+def test_roster_is_applied_to_ocr_output(faces):
+    shown, _ = gallery(faces, 2, camera_off=())
+    reader = NameReader(["Emma Johnson"], ocr=False)
+    reader._ocr = lambda pictures: ["Emrna Johnsen ;"] * len(pictures)
+    assert set(reader.read(shown.image, shown.tiles[:1]).values()) == {"Emma Johnson"}
+
+
+def test_missing_tesseract_falls_back_to_tile_keys_with_one_notice(faces, monkeypatch):
+    shown, _ = gallery(faces, 2, camera_off=())
+    notices = []
+    monkeypatch.setattr(names_module.shutil, "which", lambda _: None)
+    reader = NameReader(notify=notices.append)
+    assert not reader.available and reader.read(shown.image, shown.tiles) == {}
+    assert len(notices) == 1 and "tile" in notices[0]
+    _, students = Tracker().update((), shown.tiles, 0.0, reader.read(shown.image, shown.tiles))
+    assert [s.id for s in students] == [t.key for t in shown.tiles]
+
+
+def test_a_failing_tesseract_is_reported_once(faces):
+    import pytesseract
+    shown, _ = gallery(faces, 2, camera_off=())
+    notices = []
+    reader = NameReader(ocr=False, notify=notices.append)
+
+    def broken(pictures):
+        raise pytesseract.TesseractNotFoundError()
+    reader._ocr = broken
+    assert reader.read(shown.image, shown.tiles) == {} and reader.read(shown.image, shown.tiles) == {}
+    assert len(notices) == 1 and not reader.available
+
+
+def test_pseudonyms_are_stable_and_in_order_of_appearance():
+    pseudonyms = Pseudonyms()
+    assert [pseudonyms(n) for n in ("Liam Smith", "Emma Johnson", "Liam Smith")] == \
+        ["Student 1", "Student 2", "Student 1"]
+
+
+@tesseract
+def test_anonymize_and_exclude_by_name_end_to_end(faces, tmp_path, capsys):
+    shown, order = gallery(faces, 2, camera_off=(3,))
+    png, js, db = tmp_path / "shot.png", tmp_path / "out.json", tmp_path / "session.db"
+    cv2.imwrite(str(png), shown.image)
+    assert main(["analyze", str(png), "--json", str(js), "--record", str(db), "--anonymize",
+                 "--exclude", "liam smith"]) == 0
+    captured = capsys.readouterr()
+    text = js.read_text()
+    with sqlite3.connect(db) as con:
+        kept = {row[0] for row in con.execute("select distinct student from samples")}
+    for name in NAMES[:4]:
+        for surname in name.split():
+            assert surname not in text and surname not in captured.out and surname not in captured.err
+    assert not any(n in s for s in kept for n in NAMES[:4])
+    students = {s["id"]: s["status"] for s in json.loads(text)["students"]}
+    assert students == {"Student 1": "present", "Student 2": "present", "Student 3": "camera_off"}
+    assert kept == set(students)
+
+
+def test_excluding_by_name_without_ocr_is_refused(faces, tmp_path, capsys):
+    shown, _ = gallery(faces, 2)
+    png = tmp_path / "shot.png"
+    cv2.imwrite(str(png), shown.image)
+    assert main(["analyze", str(png), "--no-table", "--no-ocr", "--exclude", "Liam Smith,r1c1"]) == 2
+    assert "Liam Smith" in capsys.readouterr().err
+
+
+def test_a_name_in_two_tiles_and_tiny_labels_stay_tile_keys(faces):
+    shown, _ = gallery(faces, 2, camera_off=())
+    reader = NameReader(ocr=False)
+    reader._ocr = lambda pictures: ["Emma Johnson"] * len(pictures)
+    assert reader.read(shown.image, shown.tiles) == {}        # never merge two people into one row
+    calls = []
+    reader._ocr = lambda pictures: calls.extend(pictures) or ["x"] * len(pictures)
+    tiny = compose_gallery([faces[i] for i in range(25)], 5, 5, (1280, 720), names=NAMES)   # ~7 px letters
+    assert reader.read(tiny.image, tiny.tiles) == {} and calls == []
+
+
+def test_an_excluded_name_stays_excluded_while_its_label_is_unreadable(faces):
+    from fer_overlay.pipeline import Analyzer
+    shown, _ = gallery(faces, 2, camera_off=())
+    t1, t2 = shown.tiles[:2]
+    analyzer = Analyzer(None, None, None, frozenset({"Liam Smith", "r2c2"}))   # only the exclusion rule runs
+    assert analyzer._excluded_tiles(shown.tiles, {t1.key: "Liam Smlth", t2.key: "Emma Johnson"}) == {t1.key, "r2c2"}
+    assert analyzer._excluded_tiles(shown.tiles, {t2.key: "Emma Johnson"}) == {t1.key, "r2c2"}   # label unread
+    assert analyzer._excluded_tiles(shown.tiles, {t1.key: "Ava Jones"}) == {"r2c2"}              # someone else now
