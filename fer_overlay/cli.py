@@ -52,6 +52,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="show and keep pseudonyms (Student 1, 2, ...) instead of names everywhere")
     parser.add_argument("--aggregate-only", action="store_true",
                         help="keep no per-student rows anywhere: class-level numbers only")
+    parser.add_argument("--flag-negative", type=float, default=0.5,
+                        help="flag a student negative for at least this share of ... (default 0.5)")
+    parser.add_argument("--for", dest="flag_for", type=_duration, default=60.0,
+                        help="... this long (default 60s); flagged rows are highlighted in the table")
     parser.add_argument("--retention", type=_duration, default=30 * 86400,
                         help="with --record: remind me of sessions older than this (default 30d)")
 
@@ -167,6 +171,7 @@ def cmd_report(args, console: Console) -> int:
 
 def _analyzer(args, console: Console):
     from fer_overlay.config import Config
+    from fer_overlay.core import FlagRule
     from fer_overlay.names import read_roster
     from fer_overlay.pipeline import Analyzer
     roster = ()
@@ -176,7 +181,8 @@ def _analyzer(args, console: Console):
         except OSError as exc:
             raise UserError(f"cannot read the roster {args.roster}: {exc.strerror or exc}") from exc
     config = Config(half_life=args.half_life, detect_width=args.detect_width, flip_average=not args.no_flip,
-                    model=args.model, ocr=not args.no_ocr, roster=roster, anonymize=args.anonymize)
+                    model=args.model, ocr=not args.no_ocr, roster=roster, anonymize=args.anonymize,
+                    flag=FlagRule(negative=args.flag_negative, for_seconds=args.flag_for))
     exclude = frozenset(s.strip() for s in args.exclude.split(",") if s.strip())
     analyzer = Analyzer.from_config(config, exclude=exclude,
                                     notify=lambda message: console.print(message, highlight=False))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from fer_overlay.core import FlagRule
+
 
 @dataclass(frozen=True)
 class Config:
@@ -17,4 +19,5 @@ class Config:
     model: Path | None = None      # emotion model file; None = the bundled one
     ocr: bool = False              # read names from the tiles' labels (the CLI turns this on)
     roster: tuple[str, ...] = ()   # known names: OCR readings snap to the closest one
+    flag: FlagRule = FlagRule()    # when the live table flags a student
     anonymize: bool = False        # show and keep pseudonyms ("Student 3"), never real names

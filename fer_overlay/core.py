@@ -157,6 +157,18 @@ def class_mood(faces: tuple[Face, ...], tiles: int = 0) -> Mood:
 
 
 @dataclass(frozen=True)
+class FlagRule:
+    """When a student is flagged: sustained negative expressions, or a long absence.
+
+    The live table highlights the first rule; the report applies both.
+    """
+
+    negative: float = 0.5          # share of the window's seconds with a negative emotion
+    for_seconds: float = 60.0      # window length
+    absent_seconds: float = 300.0  # flag an uninterrupted absence longer than this
+
+
+@dataclass(frozen=True)
 class Student:
     """One row of the live table: a participant and how they look right now."""
 
@@ -168,6 +180,7 @@ class Student:
     probabilities: tuple[float, ...] | None = None   # smoothed, EMOTIONS order; None without a face
     since: float = 0.0            # seconds in the current emotion
     mix: tuple[float, ...] = ()   # share of each emotion over the last minute, EMOTIONS order
+    flagged: bool = False         # negative for most of the flag window (FlagRule)
 
 
 @dataclass(frozen=True)

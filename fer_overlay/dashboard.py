@@ -57,7 +57,7 @@ def _row(student: Student) -> tuple[Text | str, ...]:
         f"{student.confidence:.0%}",
         mix_bar(student.mix),
         format_duration(student.since),
-        "present",
+        Text("⚑ flagged", style="bold red") if student.flagged else "present",
     )
 
 

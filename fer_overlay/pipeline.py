@@ -54,7 +54,7 @@ class Analyzer:
         return cls(FaceDetector(score_threshold=config.score_threshold, max_width=config.detect_width,
                                 max_faces=config.max_faces),
                    EmotionClassifier.load(config.model, flip_average=config.flip_average),
-                   Tracker(config.half_life), exclude, names=names,
+                   Tracker(config.half_life, config.flag), exclude, names=names,
                    pseudonyms=Pseudonyms() if config.anonymize else None)
 
     def analyze(self, frame: Frame) -> FrameResult:

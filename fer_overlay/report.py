@@ -25,7 +25,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from rich.console import Console
 from rich.progress import Progress
 
-from fer_overlay.core import EMOTIONS, NEGATIVE
+from fer_overlay.core import EMOTIONS, NEGATIVE, FlagRule
 from fer_overlay.draw import EMOTION_STYLES
 from fer_overlay.record import PROB_COLUMNS, SHARE_COLUMNS, RecordError, connect
 
@@ -57,15 +57,6 @@ class Session:
     status: np.ndarray             # (T, S) int8: MISSING (no row), PRESENT or NO_FACE
     shares: np.ndarray             # (T, 7) class share of faces per emotion; NaN without faces
     faces: np.ndarray              # (T,) mean faces per analysed frame
-
-
-@dataclass(frozen=True)
-class FlagRule:
-    """When a student is flagged: negative share over a sliding window, or a long absence."""
-
-    negative: float = 0.5          # share of the window's seconds with a negative emotion
-    for_seconds: float = 60.0      # window length
-    absent_seconds: float = 300.0  # flag an uninterrupted absence longer than this
 
 
 @dataclass(frozen=True)

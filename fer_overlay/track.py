@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fer_overlay.core import EMOTIONS, Face, Student, Tile
+from fer_overlay.core import EMOTIONS, NEGATIVE, Face, FlagRule, Student, Tile
 
 MIX_WINDOW = 60.0   # seconds of history behind a student's emotion-mix bar
+_NEGATIVE_LABELS = frozenset(EMOTIONS.index(e) for e in NEGATIVE)
 
 
 @dataclass
@@ -52,10 +53,11 @@ class Tracker:
     the gallery reshuffles their tile, and keeps a ``left`` row once their name is gone.
     """
 
-    def __init__(self, half_life: float = 1.5):
+    def __init__(self, half_life: float = 1.5, flag: FlagRule = FlagRule()):
         if half_life < 0:
             raise ValueError("half-life must be >= 0 seconds")
-        self.half_life = half_life
+        self.half_life, self.flag = half_life, flag
+        self._window = max(MIX_WINDOW, flag.for_seconds)
         self._memory: dict[str, _Memory] = {}
         self._named: dict[str, None] = {}   # every named student seen, in order of first appearance
 
@@ -81,7 +83,8 @@ class Tracker:
             rows[sid] = Student(
                 id=sid, tile=face.tile, status="present", emotion=EMOTIONS[memory.label],
                 confidence=float(memory.smoothed[memory.label]), probabilities=smoothed,
-                since=timestamp - memory.label_since, mix=self._mix(memory))
+                since=timestamp - memory.label_since, mix=self._mix(memory, timestamp),
+                flagged=self._flagged(memory, timestamp))
         for tile in tiles:
             sid = names.get(tile.key, tile.key)
             if sid not in rows:
@@ -90,7 +93,8 @@ class Tracker:
         for sid in self._named:
             if sid not in rows:
                 memory = self._memory.get(sid)
-                rows[sid] = Student(id=sid, tile=None, status="left", mix=self._mix(memory) if memory else ())
+                rows[sid] = Student(id=sid, tile=None, status="left",
+                                    mix=self._mix(memory, memory.updated) if memory else ())
         return tuple(out_faces), tuple(sorted(rows.values(), key=_row_order))
 
     def _smooth(self, sid: str, probs: np.ndarray, now: float) -> _Memory:
@@ -107,14 +111,22 @@ class Tracker:
             if label != memory.label:
                 memory.label, memory.label_since = label, now
         memory.history.append((now, memory.label))
-        while memory.history and memory.history[0][0] < now - MIX_WINDOW:
+        while memory.history and memory.history[0][0] < now - self._window:
             memory.history.popleft()
         return memory
 
     @staticmethod
-    def _mix(memory: _Memory) -> tuple[float, ...]:
-        counts = np.bincount([label for _, label in memory.history], minlength=len(EMOTIONS))
+    def _mix(memory: _Memory, now: float) -> tuple[float, ...]:
+        recent = [label for t, label in memory.history if t >= now - MIX_WINDOW]
+        counts = np.bincount(recent, minlength=len(EMOTIONS))
         return tuple(float(c) for c in counts / max(counts.sum(), 1))
+
+    def _flagged(self, memory: _Memory, now: float) -> bool:
+        """Negative for at least ``flag.negative`` of a full ``flag.for_seconds`` window."""
+        if not memory.history or now - memory.history[0][0] < self.flag.for_seconds * 0.95:
+            return False   # not watched long enough to say "sustained"
+        recent = [label for t, label in memory.history if t >= now - self.flag.for_seconds]
+        return sum(label in _NEGATIVE_LABELS for label in recent) >= self.flag.negative * len(recent)
 
 
 def _row_order(student: Student) -> tuple:

@@ -89,3 +89,13 @@ def test_live_table_renders_on_update() -> None:
         assert "r1c1" in first and "happy" in first
         live.update(FrameResult(121, 30.2, result.size, result.tiles, (), result.students[2:]))
     assert "0/3 faces" in out.getvalue()
+
+
+def test_flagged_student_is_highlighted() -> None:
+    import dataclasses
+    result = sample_result()
+    students = list(result.students)
+    students[0] = dataclasses.replace(students[0], flagged=True)
+    text, _ = render(dataclasses.replace(result, students=tuple(students)))
+    flagged_lines = [line for line in text.splitlines() if "flagged" in line]
+    assert len(flagged_lines) == 1 and students[0].id in flagged_lines[0]

@@ -49,3 +49,16 @@ def test_time_in_emotion_and_last_minute_mix():
 def test_two_faces_in_one_tile_get_distinct_ids_left_to_right():
     ids = student_ids((face(T1, HAPPY, x_offset=50), face(T1, SAD, x_offset=5)))
     assert ids == ["r1c1#2", "r1c1"]
+
+
+def test_sustained_negative_expression_flags_the_student():
+    from fer_overlay.core import FlagRule
+    tracker = Tracker(half_life=0.0, flag=FlagRule(negative=0.5, for_seconds=20))
+    rows = []
+    for t in range(60):   # happy for 30 s, then sad
+        probs = HAPPY if t < 30 else SAD
+        _, students = tracker.update((face(T1, probs), face(T2, HAPPY)), (T1, T2), float(t))
+        rows.append({s.id: s.flagged for s in students})
+    assert not any(r["r1c1"] for r in rows[:40])          # not yet half of the last 20 s
+    assert all(r["r1c1"] for r in rows[41:])               # sad for >= 10 of the last 20 s
+    assert not any(r["r1c2"] for r in rows)
