@@ -296,13 +296,13 @@ def cmd_live(args, console: Console) -> int:
     from fer_overlay.sources import ScreenSource, VideoSource, parse_region
 
     _confirm_notice(args, console)
+    analyzer = _analyzer(args, console)   # a broken model fails before the screen is opened
     if args.webcam is not None:
         source, name = VideoSource(args.webcam, fps=args.fps), f"webcam {args.webcam}"
     else:
         region = parse_region(args.region) if args.region else None
         source = ScreenSource(monitor=args.monitor, region=region, fps=args.fps)
         name = f"region {args.region}" if region else f"monitor {args.monitor}"
-    analyzer = _analyzer(args, console)
     teacher = Annotator("full")
     with contextlib.ExitStack() as stack:
         stack.callback(source.close)
@@ -312,7 +312,7 @@ def cmd_live(args, console: Console) -> int:
         try:
             stats = run_live(source, analyzer, outputs, listeners, max_frames=max_frames)
         except KeyboardInterrupt:
-            console.print("stopping: outputs closed")
+            console.print("stopping: closing outputs")
             stats = None
     if stats:
         console.print(f"live: {stats.frames} frames out, {stats.analysed} analysed, {stats.dropped} dropped, "
