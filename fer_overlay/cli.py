@@ -76,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--preview", action="store_true", help="show a preview window (teacher only)")
     live.add_argument("--mjpeg", type=int, metavar="PORT", help="serve the annotated feed at http://127.0.0.1:PORT/")
     live.add_argument("--bind", default="127.0.0.1", help="address for --mjpeg (default loopback only)")
-    live.add_argument("--out", type=Path, help="also write the annotated feed to this video file")
+    live.add_argument("--out", type=Path, help="also write the annotated feed to this video file (needs --save-frames)")
+    live.add_argument("--save-frames", action="store_true",
+                      help="confirm that --out may store students' faces in a file")
     live.add_argument("--duration", type=_duration, help="stop after this long (e.g. 45m)")
     live.add_argument("--accept-notice", action="store_true", help="accept the responsible-use notice (scripted use)")
     _common(live)
@@ -295,6 +297,9 @@ def cmd_live(args, console: Console) -> int:
     from fer_overlay.pipeline import run_live
     from fer_overlay.sources import ScreenSource, VideoSource, parse_region
 
+    if args.out and not args.save_frames:
+        raise UserError(f"--out {args.out} would store every student's face in a video file; "
+                        "add --save-frames to confirm, or leave out --out")
     _confirm_notice(args, console)
     analyzer = _analyzer(args, console)   # a broken model fails before the screen is opened
     if args.webcam is not None:

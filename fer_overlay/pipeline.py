@@ -105,7 +105,7 @@ def aggregate_only(result: FrameResult) -> FrameResult:
 
 
 def crops_of(image: np.ndarray, faces: Iterable[Face]) -> np.ndarray:
-    """The aligned 48x48 crops the classifier sees (for tests and the benchmark)."""
+    """The aligned 48x48 crops the classifier sees, in the order of ``faces``."""
     gray = to_gray(image)
     crops = [align_crop(gray, *face.eyes) for face in faces]
     return np.stack(crops) if crops else np.zeros((0, FACE_SIZE, FACE_SIZE), np.uint8)

@@ -124,3 +124,13 @@ def test_notice_is_shown_once_and_remembered(xvfb, config_home, monkeypatch, cap
     assert (config_home / "fer-overlay" / "notice-accepted").is_file()
     assert main(["live", "--duration", "0.3s", "--no-table"]) == 0
     assert "Article 5(1)(f)" not in capsys.readouterr().err
+
+
+def test_live_recording_of_faces_needs_save_frames(xvfb, config_home, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("DISPLAY", xvfb)
+    out = tmp_path / "lecture.mp4"
+    assert main(["live", "--duration", "0.3s", "--no-table", "--accept-notice", "--out", str(out)]) == 2
+    assert "--save-frames" in capsys.readouterr().err and not out.exists()
+    assert main(["live", "--duration", "0.3s", "--no-table", "--accept-notice", "--out", str(out),
+                 "--save-frames"]) == 0
+    assert out.stat().st_size > 0
