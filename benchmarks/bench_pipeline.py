@@ -5,6 +5,12 @@
 Prints ms per stage and frames per second. With ``--fer`` (and the ``fer`` package
 installed in the same environment) it also times ``FER().detect_emotions`` on the same
 frames for a side-by-side ratio. Uses the bundled demo faces (FER2013 PrivateTest).
+
+``fer`` needs OpenCV's Haar cascades, which opencv 5 dropped, so it gets its own venv:
+    python -m venv --system-site-packages /tmp/fervenv
+    /tmp/fervenv/bin/pip install --no-deps fer
+    /tmp/fervenv/bin/pip install "opencv-contrib-python<5" pandas "moviepy<2" ffmpeg-python "setuptools<70"
+    /tmp/fervenv/bin/python benchmarks/bench_pipeline.py --fer
 """
 
 from __future__ import annotations
