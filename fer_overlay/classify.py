@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_overlay.assets import CLASSIFIER, CLASSIFIER_KERAS, bundled
+from fer_overlay.assets import CLASSIFIER, bundled
 from fer_overlay.core import EMOTIONS
 from fer_overlay.errors import ModelError
 from fer_overlay.preprocess import to_model_input

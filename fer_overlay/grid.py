@@ -20,6 +20,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from fer_overlay.core import Box, Face, Tile
+from fer_overlay.preprocess import to_gray
 
 BACKGROUND_TOLERANCE = 4   # grey levels; Zoom's camera-off #232323 on #1a1a1a differs by 9
 BORDER_UNIFORM = 0.8       # share of border pixels at the background level for a gallery frame
@@ -41,7 +42,7 @@ def find_tiles(image: np.ndarray) -> tuple[Tile, ...]:
     A frame that is not a gallery (no uniform border, no evenly spaced equal tiles) is one
     tile covering it. The frame should include a little background around the tiles.
     """
-    gray = _gray(image)
+    gray = to_gray(image)
     height, width = gray.shape
     whole = (Tile(0, 0, Box(0, 0, width, height)),)
     border = np.concatenate((gray[0], gray[-1], gray[:, 0], gray[:, -1]))
@@ -67,12 +68,6 @@ def assign_tiles(faces: Sequence[Face], tiles: Sequence[Tile]) -> tuple[Face, ..
     """
     return tuple(dataclasses.replace(face, tile=next((t for t in tiles if t.box.contains(face.box.center)), None))
                  for face in faces)
-
-
-def _gray(image: np.ndarray) -> np.ndarray:
-    if image.ndim == 2:
-        return image
-    return cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
 
 
 def _shrink(gray: np.ndarray, fx: int, fy: int) -> np.ndarray:

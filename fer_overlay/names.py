@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from fer_overlay.core import Tile
+from fer_overlay.preprocess import to_gray
 
 LABEL_HEIGHT = 0.16      # share of the tile height searched for the name box, from the bottom
 LABEL_WIDTH = 0.62       # share of the tile width searched, from the left (labels are cut at 0.6)
@@ -57,7 +58,7 @@ def text_mask(crop: np.ndarray) -> np.ndarray:
     around. Only the text line (the densest band of rows) is kept, so bright blobs above or
     below the box are not read as stray characters.
     """
-    gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
+    gray = to_gray(crop)
     near_dark = cv2.erode(gray, np.ones((5, 5), np.uint8)) < BOX_MAX
     mask = (gray > TEXT_MIN) & near_dark
     rows = mask.sum(axis=1)
@@ -80,7 +81,7 @@ def letter_height(mask: np.ndarray) -> int:
 
 def ocr_image(crop: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Black letters on white, upscaled ``UPSCALE`` times with a margin: what Tesseract reads best."""
-    gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
+    gray = to_gray(crop)
     keep = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0   # anti-aliased edges too
     letters = np.where(keep, gray, 0).astype(np.uint8)
     big = cv2.resize(letters, None, fx=UPSCALE, fy=UPSCALE, interpolation=cv2.INTER_CUBIC)
@@ -120,7 +121,7 @@ def is_camera_off(image: np.ndarray, tile: Tile) -> bool:
     view = image[box.y:box.y2:2, box.x:box.x2:2]
     if view.size == 0:
         return False
-    gray = cv2.cvtColor(view, cv2.COLOR_BGR2GRAY) if view.ndim == 3 else view
+    gray = to_gray(view)
     return float(np.bincount(gray.ravel(), minlength=256).max()) / gray.size >= FLAT_SHARE
 
 

@@ -58,7 +58,8 @@ class Analyzer:
                    pseudonyms=Pseudonyms() if config.anonymize else None)
 
     def analyze(self, frame: Frame) -> FrameResult:
-        tiles = find_tiles(frame.image)
+        gray = to_gray(frame.image)   # once per frame: grid, camera-off check and crops all read it
+        tiles = find_tiles(gray)
         faces = assign_tiles(self.detector.detect(frame.image), tiles)
         names = self.names.read(frame.image, tiles) if self.names else {}
         if self.exclude:
@@ -69,8 +70,8 @@ class Analyzer:
             names = {t.key: names[t.key] for t in tiles if t.key in names}
         if self.pseudonyms:
             names = {key: self.pseudonyms(name) for key, name in names.items()}
-        camera_off = frozenset(t.key for t in tiles if is_camera_off(frame.image, t))
-        faces = self.classify(frame.image, faces)
+        camera_off = frozenset(t.key for t in tiles if is_camera_off(gray, t))
+        faces = self.classify(gray, faces)
         faces, students = self.tracker.update(faces, tiles, frame.timestamp, names, camera_off)
         return FrameResult(frame.index, frame.timestamp, frame.size, tiles, faces, students)
 

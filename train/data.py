@@ -40,9 +40,12 @@ class FerData:
     skipped: int = 0
 
     def subset(self, split_name: str) -> "FerData":
-        keep = self.split == SPLITS.index(split_name)
-        return FerData(self.pixels[keep], self.labels[keep], self.split[keep],
-                       None if self.votes is None else self.votes[keep])
+        return self.select(self.split == SPLITS.index(split_name))
+
+    def select(self, rows) -> "FerData":
+        """The rows picked by a mask, index array or slice, every field kept in step."""
+        return FerData(self.pixels[rows], self.labels[rows], self.split[rows],
+                       None if self.votes is None else self.votes[rows])
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -122,9 +122,7 @@ def fit(config: TrainConfig, run_dir: Path, resume: bool = False,
     data = load(config.data)
     train, val = data.subset("Training"), data.subset("PublicTest")
     if config.limit:
-        train = FerData(train.pixels[:config.limit], train.labels[:config.limit],
-                        train.split[:config.limit], None if train.votes is None else train.votes[:config.limit])
-        val = FerData(val.pixels[:config.limit], val.labels[:config.limit], val.split[:config.limit], None)
+        train, val = train.select(slice(config.limit)), val.select(slice(config.limit))
     pixels = tf.constant(to_model_input(train.pixels))
     y = tf.constant(targets(train, config))
     val_x, val_y = to_model_input(val.pixels), np.eye(len(EMOTIONS), dtype=np.float32)[val.labels]
