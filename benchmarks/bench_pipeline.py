@@ -29,8 +29,9 @@ from fer_overlay.core import Frame  # noqa: E402
 from fer_overlay.demo import load_faces  # noqa: E402
 from fer_overlay.draw import Annotator  # noqa: E402
 from fer_overlay.gallery import compose_gallery  # noqa: E402
-from fer_overlay.grid import assign_tiles, find_tiles  # noqa: E402
+from fer_overlay.grid import TileFinder, assign_tiles, find_tiles  # noqa: E402
 from fer_overlay.pipeline import Analyzer, crops_of  # noqa: E402
+from fer_overlay.preprocess import to_gray  # noqa: E402
 from fer_overlay.config import Config  # noqa: E402
 
 
@@ -60,6 +61,13 @@ def main() -> None:
     rows = []
     ms, tiles = timed(lambda: find_tiles(image), args.repeats)
     rows.append(("grid (find_tiles)", ms))
+    chrome = compose_gallery(list(pixels[:25]), 5, 5, (1920, 1080), panel=True, toolbar=True, speaker=7).image
+    ms, _ = timed(lambda: find_tiles(chrome), args.repeats)
+    rows.append(("grid with panel, toolbar, speaker border", ms))
+    finder, gray = TileFinder(), to_gray(image)
+    finder(gray, 0.0)
+    ms, _ = timed(lambda: finder(gray, 1.0), args.repeats)
+    rows.append((f"grid check, layout unchanged ({finder.detections} detection)", ms))
     ms, faces = timed(lambda: analyzer.detector.detect(image), args.repeats)
     rows.append((f"detect (YuNet at {analyzer.detector.max_width}px wide)", ms))
     faces = assign_tiles(faces, tiles)

@@ -60,6 +60,7 @@ class Gallery:
     image: np.ndarray                      # BGR uint8, H x W x 3
     tiles: tuple[Tile, ...]                # row-major
     face_boxes: tuple[Box | None, ...]     # where each face was pasted; None for camera-off tiles
+    labels: tuple[str, ...]                # each tile's name label as drawn: cut short in small tiles
 
 
 def compose_gallery(faces: Sequence[np.ndarray | None], rows: int, cols: int,
@@ -97,7 +98,7 @@ def compose_gallery(faces: Sequence[np.ndarray | None], rows: int, cols: int,
     tile_w, tile_h = _tile_size(area_w, area_h, rows, cols, gap, aspect)
     y0 = (area_h - rows * tile_h - (rows - 1) * gap) // 2
 
-    tiles, face_boxes = [], []
+    tiles, face_boxes, labels = [], [], []
     for index, face in enumerate(faces):
         row, col = divmod(index, cols)
         in_row = min(cols, len(faces) - row * cols)
@@ -113,12 +114,12 @@ def compose_gallery(faces: Sequence[np.ndarray | None], rows: int, cols: int,
             view[:] = _room(tile_h, tile_w, rng)
             local = _paste_face(view, face)
             face_boxes.append(Box(box.x + local.x, box.y + local.y, local.w, local.h))
-        _draw_label(view, names[index], font, theme.bold)
+        labels.append(_draw_label(view, names[index], font, theme.bold))
         _round_corners(view, round(theme.corner * tile_h), theme.background)
         tiles.append(Tile(row, col, box))
     if speaker is not None:
         _draw_speaker(image, tiles[speaker].box, theme, outside=min(1, gap // 3))
-    return Gallery(image, tuple(tiles), tuple(face_boxes))
+    return Gallery(image, tuple(tiles), tuple(face_boxes), tuple(labels))
 
 
 def _tile_size(width: int, height: int, rows: int, cols: int, gap: int, aspect: float) -> tuple[int, int]:
@@ -197,8 +198,8 @@ def initials(name: str) -> str:
     return "".join(word[0] for word in name.split()[:2]).upper() or "?"
 
 
-def _draw_label(view: np.ndarray, name: str, px: int, bold: bool) -> None:
-    """The participant name bottom-left, white on a translucent dark box, like Zoom.
+def _draw_label(view: np.ndarray, name: str, px: int, bold: bool) -> str:
+    """The participant name bottom-left, white on a translucent dark box, like Zoom; returns it.
 
     Long names are cut so the box never spans the tile, as Zoom does in small tiles.
     """
@@ -208,13 +209,14 @@ def _draw_label(view: np.ndarray, name: str, px: int, bold: bool) -> None:
     while text and text_width(text, px, bold) + 3 * pad > 0.6 * tile_w:
         text = text[:-1].rstrip()
     if not text:
-        return
+        return text
     box_h = round(px * 1.3) + 2 * pad
     x0, y1 = pad, tile_h - pad
     x1, y0 = min(x0 + text_width(text, px, bold) + 2 * pad, tile_w), max(y1 - box_h, 0)
     box = view[y0:y1, x0:x1]
     box[:] = (box * 0.45).astype(np.uint8)
     _text(view, text, (x0 + pad, (y0 + y1) // 2), px, (255, 255, 255), anchor="lm", bold=bold)
+    return text
 
 
 def _draw_panel(view: np.ndarray, names: Sequence[str], theme: Style, px: int) -> None:

@@ -26,9 +26,11 @@ from fer_overlay.preprocess import to_gray
 LABEL_HEIGHT = 0.16      # share of the tile height searched for the name box, from the bottom
 LABEL_WIDTH = 0.62       # share of the tile width searched, from the left (labels are cut at 0.6)
 MIN_LABEL_ROWS = 12      # ... but at least this many rows, for small tiles
-MIN_LETTER_HEIGHT = 8    # px; smaller letters (e.g. 5x5 tiles on a 720p grab) are misread too often to use
-TEXT_MIN = 200           # label text is white; darker pixels are never text
-BOX_MAX = 140            # ... and sits on a dark box: a text pixel has a pixel this dark nearby
+MIN_LETTER_HEIGHT = 7    # px; smaller letters (e.g. a 720p gallery grabbed at 3/4 size) are misread too often
+TEXT_MIN = 170           # label text is white; darker pixels are the box or anti-aliased edges
+BOX_MAX = 140            # ... and sits on a dark box: a text pixel has pixels this dark nearby
+STROKE_REACH = 3         # px from a letter pixel to the box on either side (strokes are 1-3 px)
+INK_LEVEL = 150          # grey level splitting letters from box in the upscaled label
 UPSCALE = 4              # labels are 8-15 px high; Tesseract reads letters of 30 px and more best
 THUMB = (64, 12)         # size of the letters thumbnail a tile's last reading is kept with
 SAME_LABEL = 0.05        # mean thumbnail difference below which a label is unchanged (noise: < 0.02)
@@ -54,13 +56,21 @@ def label_crop(image: np.ndarray, tile: Tile) -> np.ndarray:
 def text_mask(crop: np.ndarray) -> np.ndarray:
     """Boolean mask of the label's letters, without bright room or face pixels around the box.
 
-    A letter pixel is bright with a dark box pixel within 2 px; a bright wall is bright all
-    around. Only the text line (the densest band of rows) is kept, so bright blobs above or
-    below the box are not read as stray characters.
+    A letter pixel is bright with dark box pixels close on both sides (left and right, or
+    above and below): strokes are a few pixels thin, while the bright room at the box's edge
+    is dark on one side only. Only the text line (the densest band of rows) is kept, so
+    bright blobs above or below the box are not read as stray characters.
     """
     gray = to_gray(crop)
-    near_dark = cv2.erode(gray, np.ones((5, 5), np.uint8)) < BOX_MAX
-    mask = (gray > TEXT_MIN) & near_dark
+    dark = (gray < BOX_MAX).astype(np.uint8)
+    reach = STROKE_REACH + 1
+
+    def dark_towards(kernel: tuple[int, int], anchor: tuple[int, int]) -> np.ndarray:
+        return cv2.dilate(dark, np.ones(kernel, np.uint8), anchor=anchor) > 0
+
+    across = dark_towards((1, reach), (STROKE_REACH, 0)) & dark_towards((1, reach), (0, 0))
+    along = dark_towards((reach, 1), (0, STROKE_REACH)) & dark_towards((reach, 1), (0, 0))
+    mask = (gray > TEXT_MIN) & (across | along)
     rows = mask.sum(axis=1)
     if not rows.any():
         return mask
@@ -85,14 +95,18 @@ def ocr_image(crop: np.ndarray, mask: np.ndarray) -> np.ndarray:
     keep = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0   # anti-aliased edges too
     letters = np.where(keep, gray, 0).astype(np.uint8)
     big = cv2.resize(letters, None, fx=UPSCALE, fy=UPSCALE, interpolation=cv2.INTER_CUBIC)
-    _, ink = cv2.threshold(big, 128, 255, cv2.THRESH_BINARY_INV)
+    _, ink = cv2.threshold(big, INK_LEVEL, 255, cv2.THRESH_BINARY_INV)
     return cv2.copyMakeBorder(ink, 10, 10, 10, 10, cv2.BORDER_CONSTANT, value=255)
 
 
 def clean_text(raw: str) -> str:
-    """Tesseract's line without edge debris (``|``, quotes) and with single spaces."""
-    text = re.sub(r"^[^\w]+|[^\w.)]+$", "", raw.strip())
-    return " ".join(text.split())
+    """Tesseract's line without edge debris (``|``, quotes, a lone ``.``) and with single spaces."""
+    words = raw.split()
+    while words and not any(c.isalnum() for c in words[-1]):
+        words.pop()
+    while words and not any(c.isalnum() for c in words[0]):
+        words.pop(0)
+    return re.sub(r"^[^\w]+|[^\w.)]+$", "", " ".join(words))
 
 
 def match_roster(text: str, roster: Sequence[str], cutoff: float = ROSTER_CUTOFF) -> str:
@@ -186,6 +200,9 @@ class NameReader:
         if changed:
             texts = self._recognise([picture for _, picture in changed.values()])
             for (key, (thumb, _)), text in zip(changed.items(), texts):
+                known = self._cache.get(key)
+                if not text and known and known[1] and _same_extent(known[0], thumb):
+                    text = known[1]   # an unsure re-read of letters of the same extent: still them
                 self._cache[key] = (thumb, text)
         names = {tile.key: self._cache[tile.key][1] for tile in tiles}
         # A name in two tiles identifies no one: both stay tile keys rather than merge two people.
@@ -198,7 +215,7 @@ class NameReader:
         except Exception as exc:   # pytesseract raises its own errors for a broken or vanished binary
             self._ocr = self._give_up(f"{type(exc).__name__}: {exc}".splitlines()[0][:120])
             return [""] * len(pictures)
-        return [match_roster(clean_text(line), self.roster) for line in lines]
+        return [match_roster(_plausible(clean_text(line)), self.roster) for line in lines]
 
 
 def tesseract_lines(pictures: Sequence[np.ndarray]) -> list[str]:
@@ -218,15 +235,30 @@ def tesseract_lines(pictures: Sequence[np.ndarray]) -> list[str]:
         y += picture.shape[0] + LINE_GAP
     data = pytesseract.image_to_data(np.vstack(rows), config=TESSERACT_CONFIG,
                                      output_type=pytesseract.Output.DICT)
-    words: list[list[tuple[int, str]]] = [[] for _ in pictures]
-    unsure = [False] * len(pictures)
+    words: list[list[tuple[int, str, bool]]] = [[] for _ in pictures]   # left, text, sure
     for text, top, height, left, conf in zip(data["text"], data["top"], data["height"], data["left"],
                                              data["conf"]):
         if text.strip():
             band = min(int(np.searchsorted(slots, top + height / 2, side="right")), len(pictures) - 1)
-            words[band].append((left, text))
-            unsure[band] |= any(c.isalnum() for c in text) and float(conf) < MIN_CONFIDENCE
-    return ["" if doubt else " ".join(text for _, text in sorted(found)) for found, doubt in zip(words, unsure)]
+            sure = float(conf) >= MIN_CONFIDENCE or not any(c.isalnum() for c in text)
+            words[band].append((left, text, sure))
+    return [_sure_line(sorted(found)) for found in words]
+
+
+def _sure_line(words: list[tuple[int, str, bool]]) -> str:
+    """The words of a line, or "" when one is unsure; an unsure speck of 1-2 letters at either
+    end is dropped instead (a bright bit of face or collar next to the label)."""
+    while words and not words[-1][2] and len(words[-1][1]) <= 2:
+        words = words[:-1]
+    while words and not words[0][2] and len(words[0][1]) <= 2:
+        words = words[1:]
+    return " ".join(text for _, text, _ in words) if all(sure for _, _, sure in words) else ""
+
+
+def _plausible(text: str) -> str:
+    """``text`` if it could be a name (letters, digits, spaces, ``.-'``), else "": ``{``, ``<``
+    or quotes inside a reading mean Tesseract took bits of a face for letters."""
+    return "" if re.search(r"[^\w .'’-]", text) else text
 
 
 def _thumbnail(mask: np.ndarray) -> Thumbnail | None:
@@ -238,12 +270,19 @@ def _thumbnail(mask: np.ndarray) -> Thumbnail | None:
     return letters.shape, cv2.resize(letters, THUMB, interpolation=cv2.INTER_AREA)
 
 
+def _same_extent(a: Thumbnail | None, b: Thumbnail | None) -> bool:
+    """Whether two labels' letters cover the same box (+-1 px high, +-2 px wide)."""
+    if a is None or b is None:
+        return False
+    (ha, wa), (hb, wb) = a[0], b[0]
+    return abs(ha - hb) <= 1 and abs(wa - wb) <= 2
+
+
 def _same_label(a: Thumbnail | None, b: Thumbnail | None) -> bool:
     """Whether two label thumbnails show the same text (noise and the room behind it aside)."""
     if a is None or b is None:
         return a is b
-    (ha, wa), (hb, wb) = a[0], b[0]
-    return abs(ha - hb) <= 1 and abs(wa - wb) <= 2 and float(np.abs(a[1] - b[1]).mean()) < SAME_LABEL
+    return _same_extent(a, b) and float(np.abs(a[1] - b[1]).mean()) < SAME_LABEL
 
 
 class Pseudonyms:

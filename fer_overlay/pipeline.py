@@ -21,7 +21,7 @@ from fer_overlay.config import Config
 from fer_overlay.core import Face, Frame, FrameResult, Tile
 from fer_overlay.detect import FaceDetector
 from fer_overlay.draw import Annotator
-from fer_overlay.grid import assign_tiles, find_tiles
+from fer_overlay.grid import TileFinder, assign_tiles
 from fer_overlay.names import NameReader, Notify, Pseudonyms, is_camera_off, match_roster
 from fer_overlay.preprocess import FACE_SIZE, align_crop, to_gray
 from fer_overlay.sinks import Sink
@@ -45,6 +45,7 @@ class Analyzer:
         self.detector, self.classifier, self.tracker = detector, classifier, tracker
         self.exclude = frozenset(e.casefold() for e in exclude)
         self.names, self.pseudonyms = names, pseudonyms
+        self.tiles = TileFinder()
         self._opted_out: set[str] = set()   # tile keys where an excluded name was last read
 
     @classmethod
@@ -59,7 +60,7 @@ class Analyzer:
 
     def analyze(self, frame: Frame) -> FrameResult:
         gray = to_gray(frame.image)   # once per frame: grid, camera-off check and crops all read it
-        tiles = find_tiles(gray)
+        tiles = self.tiles(gray, frame.timestamp)
         faces = assign_tiles(self.detector.detect(frame.image), tiles)
         names = self.names.read(frame.image, tiles) if self.names else {}
         if self.exclude:

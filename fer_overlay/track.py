@@ -71,6 +71,10 @@ class Tracker:
         ``no_face``; a named student in no tile now is ``left``.
         """
         names = names or {}
+        for key, name in names.items():
+            # A label read for the first time names the student its tile already had.
+            if key in self._memory and name not in self._memory:
+                self._memory[name] = self._memory.pop(key)
         self._named.update(dict.fromkeys(names.values()))
         out_faces, rows = [], {}
         for face, sid in zip(faces, student_ids(faces, names)):

@@ -9,7 +9,7 @@ import pytest
 
 from fer_overlay.core import Box, Face, Tile
 from fer_overlay.gallery import STYLES, compose_gallery
-from fer_overlay.grid import assign_tiles, find_tiles
+from fer_overlay.grid import TileFinder, assign_tiles, find_tiles
 
 GAPS = (2, 5, 8, 13, 20)
 ASPECTS = (16 / 9, 4 / 3, 1.0)
@@ -48,6 +48,44 @@ def test_find_tiles_recovers_every_grid(rows, cols):
     gallery = compose_gallery(faces_for(count, i), rows, cols, SIZES[i % 4], gap=GAPS[i % 5],
                               aspect=ASPECTS[i % 3], style=STYLE_NAMES[i % 3], rng_seed=i)
     assert_same_tiles(find_tiles(gallery.image), gallery.tiles)
+
+
+@pytest.mark.parametrize("rows,cols", list(itertools.product(range(2, 8), range(2, 8))))
+def test_find_tiles_beside_a_panel_above_a_toolbar_with_a_speaker(rows, cols):
+    """The app's chrome: a participants panel (Meet's is white, with text in the background
+    colour), the controls bar (Meet's in the background colour), the active speaker's border
+    partly in the gap, rounded tiles (Teams, Meet); every third frame JPEG-compressed."""
+    i = (rows - 2) * 6 + (cols - 2)
+    count = rows * cols - i % cols
+    gallery = compose_gallery(faces_for(count, i), rows, cols, ((1920, 1080), (1280, 720))[i % 2],
+                              gap=(3, 5, 8, 13)[i % 4], style=STYLE_NAMES[i % 3], rng_seed=i,
+                              panel=True, toolbar=i % 4 != 1, speaker=i % count)
+    image = gallery.image
+    if i % 3 == 0:
+        image = cv2.imdecode(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])[1], cv2.IMREAD_COLOR)
+    assert_same_tiles(find_tiles(image), gallery.tiles, tolerance=3 if i % 3 == 0 else 1)
+
+
+def test_tile_finder_detects_again_only_when_the_layout_changes():
+    def frame(count=23, rows=5, cols=5, seed=0, **chrome):
+        return compose_gallery(faces_for(count, seed), rows, cols, (1280, 720), rng_seed=seed, **chrome).image
+
+    steps = [("first frame", frame(), 1), ("students move", frame(seed=3), 0),
+             ("speaker border", frame(speaker=4), 0), ("speaker moves", frame(speaker=9), 0),
+             ("someone joins", frame(24), 1), ("nothing moved", frame(24, seed=1), 0),
+             ("grid grows", frame(31, 6, 6), 1), ("panel opens", frame(31, 6, 6, panel=True), 1),
+             ("toolbar shows", frame(31, 6, 6, panel=True, toolbar=True), 1),
+             ("window resized", cv2.resize(frame(31, 6, 6), (1024, 576)), 1)]
+    finder = TileFinder(refresh=60)
+    for second, (what, image, detections) in enumerate(steps):
+        before = finder.detections
+        assert finder(image, float(second)) == find_tiles(image), what
+        assert finder.detections - before == detections, what
+    finder(image, 100.0)   # the safety refresh
+    assert finder.detections == 7
+    whole = np.zeros((360, 640, 3), np.uint8)
+    assert finder(whole, 101.0) == find_tiles(whole) and finder(whole, 101.5) == find_tiles(whole)
+    assert finder.detections == 9   # no gallery: nothing to watch, so it looks every frame
 
 
 @pytest.mark.parametrize("rows,cols,size,gap", [(1, 1, (1920, 1080), 8), (1, 1, (640, 360), 2),
