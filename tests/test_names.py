@@ -259,3 +259,23 @@ def test_a_label_read_late_names_the_student_the_tile_already_had():
     faces, students = tracker.update((face_in(tile, HAPPY),), (tile,), 0.5, {tile.key: "Priya Patel"})
     assert [s.id for s in students] == ["Priya Patel"] and faces[0].student == "Priya Patel"
     assert students[0].probabilities[EMOTIONS.index("sad")] > 0.3   # her smoothing carried over
+
+
+@tesseract
+def test_analyze_a_meeting_screenshot_gives_one_named_row_per_participant(faces, tmp_path, capsys):
+    """The issue's "done when": a Teams-style 1080p screenshot with a participants panel, the
+    toolbar and a speaker border; JSON and the printed table carry names and states."""
+    pictures = [faces[i] if i not in (2, 9) else None for i in range(14)]
+    pictures[5] = np.full((48, 48), 128, np.uint8)   # video on, no face in it
+    shown = compose_gallery(pictures, 4, 4, names=NAMES[:14], style="teams", panel=True, toolbar=True, speaker=6)
+    png, js = tmp_path / "shot.png", tmp_path / "out.json"
+    cv2.imwrite(str(png), shown.image)
+    assert main(["analyze", str(png), "--json", str(js)]) == 0
+    rows = json.loads(js.read_text())["students"]
+    assert len(rows) == 14
+    by_name = {row["id"]: row["status"] for row in rows}
+    assert sum(name in by_name for name in NAMES[:14]) >= 13       # OCR may leave one as a tile key
+    assert by_name.get(NAMES[2]) == by_name.get(NAMES[9]) == "camera_off" and by_name.get(NAMES[5]) == "no_face"
+    present = [row for row in rows if row["status"] == "present"]
+    assert len(present) >= 8 and all(row["emotion"] in EMOTIONS for row in present)
+    assert NAMES[0] in capsys.readouterr().out
