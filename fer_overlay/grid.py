@@ -98,13 +98,15 @@ class TileFinder:
         self.detections = 0
         self._tiles: tuple[Tile, ...] = ()
         self._shape: tuple[int, ...] = ()
-        self._background: int | None = None
+        self._background = 0
+        self._watching = False                                   # a gallery was found: watch it
         self._when = 0.0
         self._rings: list[tuple[np.ndarray, np.ndarray]] = []   # per tile: (ys, xs)
         self._lattice = (np.zeros(0, int), np.zeros(0, int))
         self._seen: list[np.ndarray] = []                        # background-ness at detection, per group
 
     def __call__(self, image: np.ndarray, timestamp: float) -> tuple[Tile, ...]:
+        """The tiles of ``image`` (BGR or gray) at ``timestamp`` seconds: the last ones if nothing moved."""
         gray = to_gray(image)
         if self._changed(gray, timestamp):
             self._detect(gray, timestamp)
@@ -118,8 +120,7 @@ class TileFinder:
                 for ys, xs in self._groups()]
 
     def _changed(self, gray: np.ndarray, timestamp: float) -> bool:
-        if gray.shape != self._shape or self._background is None or timestamp - self._when >= self.refresh \
-                or timestamp < self._when:
+        if not self._watching or gray.shape != self._shape or not 0 <= timestamp - self._when < self.refresh:
             return True
         now = self._near_background(gray)
         rings = any(np.mean(a != b) > 0.5 for a, b in zip(now[:-1], self._seen[:-1]) if a.size)
@@ -129,11 +130,12 @@ class TileFinder:
 
     def _detect(self, gray: np.ndarray, timestamp: float) -> None:
         self._tiles, self._shape, self._when = find_tiles(gray), gray.shape, timestamp
-        self._background = background_level(gray)
         self.detections += 1
-        if self._background is None or len(self._tiles) == 1:
-            self._background = None   # not a gallery: look again next frame
+        background = background_level(gray)
+        self._watching = background is not None and len(self._tiles) > 1   # else look again next frame
+        if not self._watching:
             return
+        self._background = background
         self._rings = [_ring(t.box.clip(gray.shape[1], gray.shape[0])) for t in self._tiles]
         ys, xs = np.mgrid[LATTICE // 2:gray.shape[0]:LATTICE, LATTICE // 2:gray.shape[1]:LATTICE]
         ys, xs = ys.ravel(), xs.ravel()
