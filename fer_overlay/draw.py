@@ -105,8 +105,8 @@ def _draw_face(image: np.ndarray, face: Face, scale: float) -> None:
     _label(image, text, box.x, y, s, color, _ink(color))
 
 
-def _draw_no_face(image: np.ndarray, tile: Tile, scale: float) -> None:
-    _label(image, "no face", tile.box.x + 4, tile.box.y + 4, max(0.35, scale * 0.6), (40, 40, 40), DIM)
+def _draw_tile_note(image: np.ndarray, tile: Tile, note: str, scale: float) -> None:
+    _label(image, note, tile.box.x + 4, tile.box.y + 4, max(0.35, scale * 0.6), (40, 40, 40), DIM)
 
 
 def draw_banner(image: np.ndarray, result: FrameResult) -> np.ndarray:
@@ -153,7 +153,7 @@ def _draw_banner(out: np.ndarray, result: FrameResult) -> None:
 class Annotator:
     """Draws one :class:`FrameResult` onto a frame in the chosen :data:`FeedMode`.
 
-    ``full``: coloured face boxes with "happy 87%" labels and "no face" tile markers.
+    ``full``: coloured face boxes with "happy 87%" labels and "no face" / "camera off" tile markers.
     ``aggregate``: only the banner; pixels below it are untouched, faces included.
     ``blur``: faces pixelated, then boxes and labels as in ``full``.
     Coordinates in ``result`` are pixels of ``image``.
@@ -178,9 +178,10 @@ class Annotator:
                 for tile in result.tiles:
                     cv2.rectangle(out, (tile.box.x, tile.box.y), (tile.box.x2 - 1, tile.box.y2 - 1), DIM, 1)
             occupied = {face.tile for face in result.faces}
+            camera_off = {s.tile.key for s in result.students if s.tile and s.status == "camera_off"}
             for tile in result.tiles:
                 if tile not in occupied:
-                    _draw_no_face(out, tile, scale)
+                    _draw_tile_note(out, tile, "camera off" if tile.key in camera_off else "no face", scale)
             for face in result.faces:
                 _draw_face(out, face, scale)
         if self.banner:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from fer_overlay.core import EMOTIONS, Box, Face, FrameResult, Tile
+from fer_overlay.core import EMOTIONS, Box, Face, FrameResult, Student, Tile
 from fer_overlay.draw import EMOTION_COLORS, EMOTION_STYLES, Annotator, draw_banner
 
 LANDMARKS = ((10.0, 10.0), (20.0, 10.0), (15.0, 15.0), (18.0, 20.0), (12.0, 20.0))
@@ -92,6 +94,10 @@ def test_full_marks_the_tile_without_a_face() -> None:
     aggregate = Annotator("aggregate", banner=False).annotate(image, result)
     assert not np.array_equal(inside(full, empty.box), inside(image, empty.box))
     assert np.array_equal(aggregate, image)
+    off = dataclasses.replace(result, students=(Student(empty.key, empty, "camera_off"),))
+    marked = Annotator("full", banner=False).annotate(image, off)
+    note = inside(marked, empty.box) != inside(full, empty.box)     # "camera off", not "no face"
+    assert note.any() and np.array_equal(marked[:empty.box.y], full[:empty.box.y])
 
 
 def test_blur_destroys_face_detail_and_keeps_labels() -> None:
