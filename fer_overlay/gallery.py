@@ -185,15 +185,15 @@ def _draw_camera_off(view: np.ndarray, name: str, theme: Style, index: int) -> N
     if theme.avatar:
         radius = max(tile_h // 5, 4)
         cv2.circle(view, centre, radius, AVATAR_COLOURS[index % len(AVATAR_COLOURS)], -1, cv2.LINE_AA)
-        _text(view, initials(name), centre, round(radius * 0.8), (255, 255, 255), anchor="mm")
+        _text(view, _initials(name), centre, round(radius * 0.8), (255, 255, 255), anchor="mm")
     else:
         px = max(MIN_FONT, round(tile_h / 7))
-        while px > MIN_FONT and text_width(name, px) > 0.8 * tile_w:
+        while px > MIN_FONT and _text_width(name, px) > 0.8 * tile_w:
             px -= 1
         _text(view, name, centre, px, (235, 235, 235), anchor="mm")
 
 
-def initials(name: str) -> str:
+def _initials(name: str) -> str:
     """What Teams and Meet draw for a camera-off participant: first letters of two words."""
     return "".join(word[0] for word in name.split()[:2]).upper() or "?"
 
@@ -206,13 +206,13 @@ def _draw_label(view: np.ndarray, name: str, px: int, bold: bool) -> str:
     tile_h, tile_w = view.shape[:2]
     pad = max(px // 4, 2)
     text = name
-    while text and text_width(text, px, bold) + 3 * pad > 0.6 * tile_w:
+    while text and _text_width(text, px, bold) + 3 * pad > 0.6 * tile_w:
         text = text[:-1].rstrip()
     if not text:
         return text
     box_h = round(px * 1.3) + 2 * pad
     x0, y1 = pad, tile_h - pad
-    x1, y0 = min(x0 + text_width(text, px, bold) + 2 * pad, tile_w), max(y1 - box_h, 0)
+    x1, y0 = min(x0 + _text_width(text, px, bold) + 2 * pad, tile_w), max(y1 - box_h, 0)
     box = view[y0:y1, x0:x1]
     box[:] = (box * 0.45).astype(np.uint8)
     _text(view, text, (x0 + pad, (y0 + y1) // 2), px, (255, 255, 255), anchor="lm", bold=bold)
@@ -232,7 +232,7 @@ def _draw_panel(view: np.ndarray, names: Sequence[str], theme: Style, px: int) -
         if y + step > height:
             break
         cv2.circle(view, (2 * px, y), px, AVATAR_COLOURS[i % len(AVATAR_COLOURS)], -1, cv2.LINE_AA)
-        _text(view, initials(name), (2 * px, y), round(px * 0.7), (255, 255, 255), anchor="mm")
+        _text(view, _initials(name), (2 * px, y), round(px * 0.7), (255, 255, 255), anchor="mm")
         _text(view, name, (4 * px, y), px, ink, anchor="lm")
 
 
@@ -277,7 +277,7 @@ def _font(px: int, bold: bool = False):
     return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / name), px)
 
 
-def text_width(text: str, px: int, bold: bool = False) -> int:
+def _text_width(text: str, px: int, bold: bool = False) -> int:
     """Width in pixels of ``text`` at ``px`` font size."""
     return round(_font(px, bold).getlength(text))
 

@@ -4,13 +4,14 @@ Zoom, Teams and Meet draw participants as equal rectangles separated by gaps of 
 dark colour. So: take the background level from the frame border, and the gallery area as
 the extent of the largest connected region at that level (the gaps and margins between the
 tiles), which leaves out a participants or chat panel and a toolbar in other colours. Then
-mark every pixel that differs from the background, and split the area at pixel rows (then,
-within each band of tile rows, at pixel columns) that are (almost) all background. Each projection keeps full resolution
-along its own axis, so edges stay exact even with 2 px gaps, and averages STRIDE pixels
-across it, which evens out video compression noise and keeps 1080p at about 3 ms on one
-core. Equal tile sizes and even gaps tell a gallery from a photo or a slide; a tile that
-dark content cut short snaps back to its column; boxes far smaller than a tile (toolbar
-icons, panel text in the background colour) are debris and do not count.
+mark every pixel that differs from the background and cut the area at pixel rows and
+columns that are (almost) all background, again and again (an XY cut): bands of tile rows,
+then tiles. Each projection keeps full resolution along its own axis, so edges stay exact
+even with 2 px gaps, and averages STRIDE pixels across it, which evens out video
+compression noise (1080p: ~8 ms on one core). Equal tile sizes and even gaps tell a gallery
+from a photo or a slide; a tile that dark content cut short snaps back to its column; boxes
+far smaller than a tile (toolbar icons, panel text in the background colour) are debris.
+``TileFinder`` runs this only when a stream's layout changes.
 """
 
 from __future__ import annotations
@@ -77,8 +78,12 @@ def background_level(gray: np.ndarray) -> int | None:
     border = np.concatenate((gray[0], gray[-1], gray[:, 0], gray[:, -1]))
     near = np.convolve(np.bincount(border, minlength=256), np.ones(2 * BACKGROUND_TOLERANCE + 1), "same")
     background = int(near.argmax())
-    share = np.mean(np.abs(border.astype(np.int16) - background) <= BACKGROUND_TOLERANCE)
-    return background if share >= BORDER_SHARE else None
+    return background if np.mean(_is_background(border, background)) >= BORDER_SHARE else None
+
+
+def _is_background(levels: np.ndarray, background: int) -> np.ndarray:
+    """Which grey ``levels`` count as the background level."""
+    return np.abs(levels.astype(np.int16) - background) <= BACKGROUND_TOLERANCE
 
 
 class TileFinder:
@@ -89,7 +94,7 @@ class TileFinder:
     size changes, when most of one tile's ring turns background-level or back (a tile left
     or arrived), when more than a quarter tile's worth of lattice points flip (tiles moved,
     a panel opened), or every ``refresh`` seconds to be safe. A check costs ~0.2 ms at
-    1080p against ~4 ms for a detection; a moving speaker border or cursor is below both
+    1080p against ~8 ms for a detection; a moving speaker border or cursor is below both
     thresholds.
     """
 
@@ -112,20 +117,16 @@ class TileFinder:
             self._detect(gray, timestamp)
         return self._tiles
 
-    def _groups(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        return [*self._rings, self._lattice]
-
     def _near_background(self, gray: np.ndarray) -> list[np.ndarray]:
-        return [np.abs(gray[ys, xs].astype(np.int16) - self._background) <= BACKGROUND_TOLERANCE
-                for ys, xs in self._groups()]
+        """Background-ness of the watched points: one array per tile ring, the lattice last."""
+        return [_is_background(gray[ys, xs], self._background) for ys, xs in (*self._rings, self._lattice)]
 
     def _changed(self, gray: np.ndarray, timestamp: float) -> bool:
         if not self._watching or gray.shape != self._shape or not 0 <= timestamp - self._when < self.refresh:
             return True
         now = self._near_background(gray)
         rings = any(np.mean(a != b) > 0.5 for a, b in zip(now[:-1], self._seen[:-1]) if a.size)
-        tile = self._tiles[0].box
-        quarter_tile = tile.w * tile.h / LATTICE ** 2 / 4
+        quarter_tile = self._tiles[0].box.area / LATTICE ** 2 / 4
         return rings or int(np.sum(now[-1] != self._seen[-1])) > max(quarter_tile, 8)
 
     def _detect(self, gray: np.ndarray, timestamp: float) -> None:
@@ -267,7 +268,7 @@ def _rows(boxes: list[Box], w: float, h: float) -> list[list[Box]]:
     A grid has most of the boxes at its size and even spacing: equal gaps between
     neighbours in a row and between rows. Letters on a slide or objects in a photo do not.
     """
-    boxes = sorted((b for b in boxes if b.w * b.h >= DEBRIS * w * h), key=lambda b: (b.y, b.x))
+    boxes = sorted((b for b in boxes if b.area >= DEBRIS * w * h), key=lambda b: (b.y, b.x))
 
     def fits(box: Box) -> bool:
         return abs(box.w - w) <= _tolerance(w) and abs(box.h - h) <= _tolerance(h)
@@ -277,7 +278,7 @@ def _rows(boxes: list[Box], w: float, h: float) -> list[list[Box]]:
     for box in boxes:
         box = _snap(box, columns) if abs(box.h - h) <= _tolerance(h) else box
         # A tile split by dark content snaps back twice; keep it once.
-        if fits(box) and not any(box.intersection(k) > box.w * box.h / 2 for k in kept):
+        if fits(box) and not any(box.intersection(k) > box.area / 2 for k in kept):
             kept.append(_trim(box, round(w), round(h)))
     rows: list[list[Box]] = []
     for box in kept:

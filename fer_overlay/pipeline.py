@@ -59,10 +59,10 @@ class Analyzer:
                    pseudonyms=Pseudonyms() if config.anonymize else None)
 
     def analyze(self, frame: Frame) -> FrameResult:
-        gray = to_gray(frame.image)   # once per frame: grid, camera-off check and crops all read it
+        gray = to_gray(frame.image)   # once per frame: grid, names, camera-off check and crops all read it
         tiles = self.tiles(gray, frame.timestamp)
         faces = assign_tiles(self.detector.detect(frame.image), tiles)
-        names = self.names.read(frame.image, tiles) if self.names else {}
+        names = self.names.read(gray, tiles) if self.names else {}
         if self.exclude:
             # Opted-out students are removed before classification: never classified, kept or shown.
             excluded = self._excluded_tiles(tiles, names)
