@@ -29,6 +29,7 @@ from fer_overlay.preprocess import to_gray
 BACKGROUND_TOLERANCE = 4   # grey levels; Zoom's camera-off #232323 on #1a1a1a differs by 9
 BORDER_SHARE = 0.3         # share of border pixels at the background level for a gallery frame
                            # (a panel on one side and a toolbar along another leave ~40%)
+BORDER_BAND = 4            # px deep: the border band read for the background level
 ROW_FILL = 0.02            # a pixel row with more non-background pixels than this share crosses tiles
 COL_FILL = 0.2             # same for a pixel column within one band of tiles (robust to a cursor)
 GAP_DIP = 0.3              # ... and not below this share of the counts on both sides of it
@@ -70,13 +71,19 @@ def find_tiles(image: np.ndarray) -> tuple[Tile, ...]:
 
 
 def background_level(gray: np.ndarray) -> int | None:
-    """The grey level between the tiles, from the frame border; None when too little of it is there.
+    """The grey level between the tiles, from the frame's border band; None when too little of it is there.
 
-    The level with most border pixels within tolerance: compression spreads the gaps' one
-    level over a few, while a flat toolbar along one edge keeps its exact level.
+    A band BORDER_BAND px deep, not the outermost pixel rows: screenshots often carry a 1-2 px
+    frame of another colour (a device frame, a window's outline). The level
+    with most band pixels within half the tolerance: compression spreads the gaps' one level over
+    a few, while a flat toolbar along one edge keeps its exact level, and the narrow window
+    cannot settle between two close flat levels (Zoom's gaps and camera-off tiles, 8 apart).
     """
-    border = np.concatenate((gray[0], gray[-1], gray[:, 0], gray[:, -1]))
-    near = np.convolve(np.bincount(border, minlength=256), np.ones(2 * BACKGROUND_TOLERANCE + 1), "same")
+    band = BORDER_BAND
+    border = np.concatenate([part.ravel() for part in (gray[:band], gray[-band:], gray[band:-band, :band],
+                                                      gray[band:-band, -band:])])
+    half = BACKGROUND_TOLERANCE // 2
+    near = np.convolve(np.bincount(border, minlength=256), np.ones(2 * half + 1), "same")
     background = int(near.argmax())
     return background if np.mean(_is_background(border, background)) >= BORDER_SHARE else None
 
