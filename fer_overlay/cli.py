@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     where = live.add_mutually_exclusive_group()
     where.add_argument("--monitor", type=int, default=1, help="monitor number (see 'fer-overlay monitors')")
     where.add_argument("--region", help="X,Y,W,H screen region, e.g. the Zoom gallery area")
+    where.add_argument("--window", metavar="TITLE",
+                       help="the window whose title contains TITLE (e.g. 'Zoom Meeting'), followed when it moves")
     where.add_argument("--webcam", type=int, help="webcam index instead of the screen")
     live.add_argument("--fps", type=float, default=10.0, help="grab rate and output rate (default 10)")
     live.add_argument("--virtual-cam", action="store_true", help="send the feed to a virtual camera")
@@ -90,6 +92,23 @@ def build_parser() -> argparse.ArgumentParser:
                          help="annotation of --out (default full)")
     _common(analyze)
     analyze.set_defaults(handler=cmd_analyze)
+
+    check = sub.add_parser(
+        "check", help="before class: one grab (or a screenshot) analysed and drawn, to see that everyone is found",
+        description="Grabs the screen once (or reads IMAGE), runs the whole analysis and writes a picture with every "
+                    "tile's box, its student's name (or tile key) and state, and every face found; prints the table "
+                    "and a one-line summary. The picture shows the students' faces: it is your own file, like "
+                    "'analyze --out'; keep it to yourself and delete it when done.")
+    source = check.add_mutually_exclusive_group()
+    source.add_argument("image", nargs="?", type=Path, help="a screenshot (PNG/JPEG) instead of a screen grab")
+    source.add_argument("--monitor", type=int, default=1, help="monitor number (see 'fer-overlay monitors')")
+    source.add_argument("--region", help="X,Y,W,H screen region")
+    source.add_argument("--window", metavar="TITLE", help="the window whose title contains TITLE")
+    check.add_argument("--out", type=Path, default=Path("check.png"),
+                       help="annotated picture (default check.png); it shows the students' faces: your own file")
+    check.add_argument("--accept-notice", action="store_true", help="accept the responsible-use notice (scripted use)")
+    _common(check)
+    check.set_defaults(handler=cmd_check)
 
     demo = sub.add_parser("demo", help="run on a bundled gallery clip (no screen needed)")
     demo.add_argument("--out", type=Path, default=Path("demo-annotated.mp4"))
@@ -285,7 +304,7 @@ def _confirm_notice(args, console: Console) -> None:
         return
     if not sys.stdin.isatty():
         raise UserError("the responsible-use notice above has not been accepted; "
-                        "run 'fer-overlay live' once in a terminal, or pass --accept-notice")
+                        f"run 'fer-overlay {args.command}' once in a terminal, or pass --accept-notice")
     if input("Type 'yes' to confirm you have read this and may use fer-overlay here: ").strip().lower() != "yes":
         raise UserError("notice not accepted; nothing was analysed")
     notice.remember_acceptance()
@@ -294,7 +313,7 @@ def _confirm_notice(args, console: Console) -> None:
 def cmd_live(args, console: Console) -> int:
     from fer_overlay.draw import Annotator
     from fer_overlay.pipeline import run_live
-    from fer_overlay.sources import ScreenSource, VideoSource, parse_region
+    from fer_overlay.sources import VideoSource
 
     if args.out and not args.save_frames:
         raise UserError(f"--out {args.out} would store every student's face in a video file; "
@@ -304,9 +323,7 @@ def cmd_live(args, console: Console) -> int:
     if args.webcam is not None:
         source, name = VideoSource(args.webcam, fps=args.fps), f"webcam {args.webcam}"
     else:
-        region = parse_region(args.region) if args.region else None
-        source = ScreenSource(monitor=args.monitor, region=region, fps=args.fps)
-        name = f"region {args.region}" if region else f"monitor {args.monitor}"
+        source, name = _screen_source(args, console, args.fps)
     teacher = Annotator("full")
     with contextlib.ExitStack() as stack:
         stack.callback(source.close)
@@ -321,6 +338,51 @@ def cmd_live(args, console: Console) -> int:
     if stats:
         console.print(f"live: {stats.frames} frames out, {stats.analysed} analysed, {stats.dropped} dropped, "
                       f"{stats.seconds:.0f} s")
+    _summary(args, console)
+    return 0
+
+
+def _screen_source(args, console: Console, fps: float):
+    """The monitor, region or window the user named, and a name for it in the session record."""
+    from fer_overlay.sources import ScreenSource, WindowSource, parse_region
+    if args.window is not None:
+        source = WindowSource(args.window, fps=fps, notify=lambda message: console.print(message, highlight=False))
+        x, y, w, h = source.window.rect() or (0, 0, *source.size)
+        console.print(f"following window {source.window.title!r} ({w}x{h} at {x},{y})", highlight=False)
+        return source, f"window {source.window.title}"
+    region = parse_region(args.region) if args.region else None
+    source = ScreenSource(monitor=args.monitor, region=region, fps=fps)
+    return source, f"region {args.region}" if region else f"monitor {args.monitor}"
+
+
+def cmd_check(args, console: Console) -> int:
+    import dataclasses
+
+    from fer_overlay.dashboard import check_summary
+    from fer_overlay.draw import Annotator
+    from fer_overlay.errors import SourceError
+    from fer_overlay.sinks import ImageFileSink
+    from fer_overlay.sources import ImageSource
+
+    sink = ImageFileSink(args.out)   # a bad --out fails before anything is grabbed
+    _confirm_notice(args, console)
+    analyzer = _analyzer(args, console)
+    source, name = (ImageSource(args.image), str(args.image)) if args.image else _screen_source(args, console, 1.0)
+    with contextlib.ExitStack() as stack:
+        stack.callback(source.close)
+        frame = next(iter(source), None)
+        if frame is None:
+            raise SourceError(f"nothing to check: {name} could not be grabbed")
+        result = analyzer.analyze(frame)
+        for listen in _listeners(args, stack, console, name, single=True):
+            listen(result)
+        # --aggregate-only keeps names out of every file, this one included: tiles keep their keys.
+        shown = result if not args.aggregate_only else dataclasses.replace(result, students=tuple(
+            dataclasses.replace(s, id=s.tile.key) for s in result.students if s.tile))
+        sink.write(Annotator("check", banner=False).annotate(frame.image, shown), shown)
+        sink.close()
+    print(check_summary(result))
+    console.print(f"check picture: {args.out} (it shows the students' faces: keep it to yourself)", highlight=False)
     _summary(args, console)
     return 0
 

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .core import EMOTIONS, FrameResult, Student
-from .draw import EMOTION_STYLES
+from .draw import EMOTION_STYLES, tile_checks
 
 BAR_WIDTH = 14
 
@@ -89,6 +89,22 @@ def build_table(result: FrameResult) -> Table:
     return table
 
 
+def check_summary(result: FrameResult) -> str:
+    """One line for ``fer-overlay check``: ``25 tiles (5x5), 17 faces, 19 names read; 6 camera off, 0 no face``.
+
+    The grid is given as rows x the longest row, so a partly filled last row still reads as its layout.
+    """
+    checks = tile_checks(result)
+    per_row: dict[int, int] = {}
+    for check in checks:
+        per_row[check.tile.row] = per_row.get(check.tile.row, 0) + 1
+    grid = f" ({len(per_row)}x{max(per_row.values())})" if per_row else ""
+    states = [check.state for check in checks]
+    return (f"{len(checks)} tiles{grid}, {len(result.faces)} faces, "
+            f"{sum(check.named for check in checks)} names read; "
+            f"{states.count('camera_off')} camera off, {states.count('no_face')} no face")
+
+
 class LiveTable:
     """Keeps the table on screen, redrawing only when :meth:`update` is called.
 
@@ -107,6 +123,9 @@ class LiveTable:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._live.stop()
+        if not self._live.console.is_terminal:
+            # Rich ends the table with a newline only on a terminal; piped, the next line would join its last.
+            self._live.console.line()
 
     def update(self, result: FrameResult) -> None:
         self._live.update(build_table(result), refresh=True)

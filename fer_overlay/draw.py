@@ -2,19 +2,23 @@
 
 The virtual camera is seen by every meeting participant, so the default mode,
 ``aggregate``, puts no mark on anyone's face: only a class-mood banner across the top.
-``full`` and ``blur`` are for the teacher's own preview or recordings.
+``full`` and ``blur`` are for the teacher's own preview or recordings; ``check`` is the
+teacher's before-class picture of what was found (every tile, its student and state, every face).
 """
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, get_args
 
 import cv2
 import numpy as np
 
-from .core import EMOTIONS, Box, Face, FrameResult, Tile
+from .core import EMOTIONS, Box, Face, FrameResult, Student, Tile
 
-FeedMode = Literal["full", "aggregate", "blur"]
+FeedMode = Literal["full", "aggregate", "blur", "check"]
 FEED_MODES: tuple[str, ...] = get_args(FeedMode)
 
 Color = tuple[int, int, int]
@@ -32,6 +36,13 @@ EMOTION_COLORS: dict[str, Color] = {
 
 EMOTION_STYLES: dict[str, str] = {e: "#{2:02x}{1:02x}{0:02x}".format(*bgr) for e, bgr in EMOTION_COLORS.items()}
 """The same colours as Rich ``#rrggbb`` styles."""
+
+STATE_COLORS: dict[str, Color] = {
+    "present": (80, 200, 80),     # green: a face was found in the tile
+    "no_face": (255, 0, 255),     # magenta: video but no face, the tile a teacher should look at
+    "camera_off": (150, 150, 150),
+}
+"""BGR outline of a tile in ``check`` mode, by the tile's state."""
 
 UNLABELLED: Color = (255, 255, 255)   # a face the classifier has not seen yet
 DIM: Color = (110, 110, 110)
@@ -109,6 +120,101 @@ def _draw_tile_note(image: np.ndarray, tile: Tile, note: str, scale: float) -> N
     _label(image, note, tile.box.x + 4, tile.box.y + 4, max(0.35, scale * 0.6), (40, 40, 40), DIM)
 
 
+@dataclass(frozen=True)
+class TileCheck:
+    """What ``check`` says about one tile: who is in it (as the table names them) and its state."""
+
+    tile: Tile
+    label: str       # the name read from the tile (or its pseudonym), else the tile key
+    state: str       # "present" | "no_face" | "camera_off"
+
+    @property
+    def named(self) -> bool:
+        return self.label != self.tile.key
+
+
+def tile_checks(result: FrameResult) -> tuple[TileCheck, ...]:
+    """Every tile of ``result`` with its student's id and state, in the grid's order.
+
+    A tile holding a face is present even when its row says otherwise (extra faces in one
+    tile get ``#2`` ids); a tile without a row (aggregate-only results) is ``no_face``.
+    """
+    with_face = {face.tile.key for face in result.faces if face.tile}
+    rows: dict[str, Student] = {}
+    for student in result.students:
+        if student.tile and student.tile.key not in rows and not student.id.startswith(student.tile.key + "#"):
+            rows[student.tile.key] = student
+    checks = []
+    for tile in result.tiles:
+        row = rows.get(tile.key)
+        state = "present" if tile.key in with_face else row.status if row else "no_face"
+        checks.append(TileCheck(tile, row.id if row else tile.key, state))
+    return tuple(checks)
+
+
+@functools.lru_cache(maxsize=64)
+def _font_for(text: str, px: int):
+    """A TrueType font that has every letter of ``text``, or None.
+
+    DejaVu Sans (shipped with matplotlib) first; otherwise any system font that covers the
+    text, e.g. a Korean name on a computer with a Korean font. OpenCV's own fonts are ASCII only.
+    """
+    import matplotlib
+    from matplotlib import font_manager
+    from PIL import ImageFont
+    dejavu = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    for path in (str(dejavu), *sorted(font_manager.findSystemFonts())):
+        if _covers(path, text):
+            return ImageFont.truetype(path, px)
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def _codepoints(path: str) -> frozenset[int]:
+    from fontTools.ttLib import TTFont
+    try:
+        with TTFont(path, fontNumber=0, lazy=True) as font:
+            return frozenset(font.getBestCmap() or ())
+    except Exception:   # a broken or unsupported font file is simply not a candidate
+        return frozenset()
+
+
+def _covers(path: str, text: str) -> bool:
+    return all(ord(ch) in _codepoints(path) for ch in text if not ch.isspace())
+
+
+def _caption(image: np.ndarray, text: str, x: int, y: int, px: int, fg: Color) -> None:
+    """Anti-aliased TrueType ``text`` in ``fg`` on a dark box whose top-left is (x, y), kept inside the image."""
+    from PIL import Image, ImageDraw
+    font = _font_for(text, px)
+    left, top, right, bottom = font.getbbox(text)
+    pad = max(2, px // 4)
+    w, h = right - left + 2 * pad, bottom - top + 2 * pad
+    x, y = min(max(x, 0), max(image.shape[1] - w, 0)), min(max(y, 0), max(image.shape[0] - h, 0))
+    w, h = min(w, image.shape[1] - x), min(h, image.shape[0] - y)
+    box = image[y:y + h, x:x + w]
+    box[:] = (30, 30, 30)
+    mask = Image.new("L", (w, h))
+    ImageDraw.Draw(mask).text((pad - left, pad - top), text, fill=255, font=font)
+    alpha = np.asarray(mask, np.float32)[:, :, None] / 255
+    box[:] = (box * (1 - alpha) + np.array(fg, np.float32) * alpha).astype(np.uint8)
+
+
+def _draw_check_tile(image: np.ndarray, check: TileCheck) -> None:
+    box, color = check.tile.box, STATE_COLORS[check.state]
+    thick = max(2, image.shape[0] // 360)
+    cv2.rectangle(image, (box.x, box.y), (box.x2 - 1, box.y2 - 1), color, thick)
+    state = check.state.replace("_", " ")
+    text = f"{check.label}: {state}"
+    px = max(12, image.shape[0] // 45)   # 24 px at 1080p
+    if _font_for(text, px) is None:   # a name in a script no font here has: the table shows it
+        text = f"{check.tile.key} (name in table): {state}"
+    # Shrink to the tile's width so a long name stays inside its own tile (not below 10 px).
+    room = box.w - 2 * thick - 2 * max(2, px // 4)
+    px = max(10, min(px, int(px * room / max(_font_for(text, px).getlength(text), 1))))
+    _caption(image, text, box.x + thick, box.y + thick, px, color)
+
+
 def draw_banner(image: np.ndarray, result: FrameResult) -> np.ndarray:
     """Return a copy of ``image`` with the class-mood strip across its top."""
     out = image.copy()
@@ -156,6 +262,8 @@ class Annotator:
     ``full``: coloured face boxes with "happy 87%" labels and "no face" / "camera off" tile markers.
     ``aggregate``: only the banner; pixels below it are untouched, faces included.
     ``blur``: faces pixelated, then boxes and labels as in ``full``.
+    ``check``: every tile outlined in its state's colour (:data:`STATE_COLORS`) with its
+    student's name or tile key and state, then faces as in ``full``; for the teacher's own file.
     Coordinates in ``result`` are pixels of ``image``.
     """
 
@@ -169,7 +277,12 @@ class Annotator:
     def annotate(self, image: np.ndarray, result: FrameResult) -> np.ndarray:
         """Return a new annotated frame; ``image`` is never modified."""
         out = image.copy()
-        if self.mode != "aggregate":
+        if self.mode == "check":
+            for check in tile_checks(result):
+                _draw_check_tile(out, check)
+            for face in result.faces:
+                _draw_face(out, face, font_scale(out.shape[0]))
+        elif self.mode != "aggregate":
             scale = font_scale(out.shape[0])
             if self.mode == "blur":
                 for face in result.faces:

@@ -1,8 +1,8 @@
-"""Where frames come from: the screen (mss), a video file, a still image, a webcam.
+"""Where frames come from: the screen (mss), one application window, a video file, a still image, a webcam.
 
 Every source is an iterable of ``Frame`` with an ``fps`` and a ``close()``; the pipeline
-does not care which one it reads. mss and the capture devices are imported inside the
-adapters, so tests can run without them.
+does not care which one it reads. mss, the window library (pywinctl) and the capture devices
+are imported inside the adapters, so tests can run without them and swap in fakes.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -62,6 +62,22 @@ def list_monitors() -> list[dict]:
         return [dict(m) for m in screen.monitors]
 
 
+def _paced(grab: Callable[[], np.ndarray | None], fps: float, clock: Callable[[], float],
+           sleep: Callable[[float], None]) -> Iterator[Frame]:
+    """Frames from ``grab`` at ``fps``; a ``None`` grab skips that tick, nothing to show then."""
+    start = clock()
+    tick = index = 0
+    while True:
+        delay = start + tick / fps - clock()
+        if delay > 0:
+            sleep(delay)
+        tick += 1
+        image = grab()
+        if image is not None:
+            yield Frame(image, index, clock() - start)
+            index += 1
+
+
 class ScreenSource:
     """Grabs a monitor or a region of the screen at a target rate."""
 
@@ -94,18 +110,152 @@ class ScreenSource:
         return np.asarray(shot)[:, :, :3].copy()
 
     def __iter__(self) -> Iterator[Frame]:
-        start = self._clock()
-        index = 0
-        while True:
-            due = start + index / self.fps
-            delay = due - self._clock()
-            if delay > 0:
-                self._sleep(delay)
-            yield Frame(self.grab(), index, self._clock() - start)
-            index += 1
+        return _paced(self.grab, self.fps, self._clock, self._sleep)
 
     def close(self) -> None:
         self._screen.close()
+
+
+class WindowHandle(Protocol):
+    """The part of a desktop window the source uses; the pywinctl adapter and fakes implement it."""
+
+    title: str
+
+    @property
+    def alive(self) -> bool: ...
+
+    def rect(self) -> Region | None:
+        """Where the window is now, in screen pixels; None while it is minimised."""
+
+
+Windows = Callable[[], Sequence[WindowHandle]]
+
+
+class _DesktopWindow:
+    """A pywinctl window: X11/EWMH on Linux, the Win32 API on Windows, AppKit/Quartz on macOS."""
+
+    def __init__(self, window) -> None:
+        self._window = window
+        self.title: str = window.title
+
+    @property
+    def alive(self) -> bool:
+        try:
+            return bool(self._window.isAlive)
+        except Exception:   # each backend raises its own error (Xlib, win32, AppKit) for a vanished window
+            return False
+
+    def rect(self) -> Region | None:
+        try:
+            if self._window.isMinimized:
+                return None
+            left, top, width, height = self._window.box
+        except Exception:   # closed between two calls: the next ``alive`` says so
+            return None
+        return (int(left), int(top), int(width), int(height))
+
+
+def desktop_windows() -> list[WindowHandle]:
+    """The open top-level windows, listed by pywinctl (imported here: only ``--window`` needs it)."""
+    try:
+        import pywinctl
+    except ImportError as exc:
+        raise SourceError(f"--window needs pywinctl ({exc}); run `pip install pywinctl`") from None
+    except Exception as exc:   # its Linux backend connects to X at import and raises Xlib's errors
+        raise SourceError(f"cannot list the open windows ({type(exc).__name__}: {exc}); "
+                          "run inside an X11 desktop session (DISPLAY set)") from None
+    return [_DesktopWindow(w) for w in pywinctl.getAllWindows()]
+
+
+def find_window(title: str, windows: Sequence[WindowHandle]) -> WindowHandle:
+    """The window whose title contains ``title`` (any case); the largest of several matches.
+
+    The largest, because a meeting app's small extra windows (the home screen, a floating
+    speaker thumbnail) often share the meeting window's title words.
+    """
+    wanted = title.casefold().strip()
+    matches = [w for w in windows if wanted and wanted in w.title.casefold() and w.alive]
+    if not matches:
+        titles = sorted({w.title for w in windows if w.title.strip()}, key=str.casefold)
+        shown = ", ".join(repr(t) for t in titles[:20]) + (f" and {len(titles) - 20} more" if len(titles) > 20 else "")
+        raise SourceError(f"no open window's title contains {title!r}; open windows: {shown or '(none found)'}")
+
+    def area(window: WindowHandle) -> int:
+        rect = window.rect()
+        return rect[2] * rect[3] if rect else 0
+    return max(matches, key=area)
+
+
+def _clip(rect: Region, bounds: dict) -> Region | None:
+    """``rect`` cut to the screen; None when nothing of it is on the screen."""
+    x, y = max(rect[0], bounds["left"]), max(rect[1], bounds["top"])
+    x2 = min(rect[0] + rect[2], bounds["left"] + bounds["width"])
+    y2 = min(rect[1] + rect[3], bounds["top"] + bounds["height"])
+    return (x, y, x2 - x, y2 - y) if x2 > x and y2 > y else None
+
+
+class _WindowClosed(Exception):
+    """The followed window is gone: ends :class:`WindowSource`'s frames."""
+
+
+class WindowSource:
+    """Grabs one application window, found by part of its title, wherever it is now.
+
+    Every grab asks for the window's current rectangle, so the capture follows a move or a
+    resize (frames then change size: the grid is found again, and fixed-size outputs scale
+    to their first size). While the window is minimised or off the screen no frame is made.
+    When it closes, iteration ends and ``notify`` says so: the caller's outputs close as after
+    any finished run, so nothing written is lost.
+    """
+
+    def __init__(self, title: str, *, fps: float = 10.0, windows: Windows | None = None,
+                 notify: Callable[[str], None] = print, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.fps, self._clock, self._sleep, self._notify = fps, clock, sleep, notify
+        self._screen = _open_mss()
+        try:
+            self.window = find_window(title, (windows or desktop_windows)())
+            self._bounds = dict(self._screen.monitors[0])
+            area = self._area()
+            if area is None:
+                raise SourceError(f"window {self.window.title!r} is minimised or off the screen; bring it into view")
+        except BaseException:
+            self._screen.close()
+            raise
+        self.size = (area[2], area[3])
+        self._hidden = False
+
+    def _area(self) -> Region | None:
+        rect = self.window.rect()
+        return _clip(rect, self._bounds) if rect else None
+
+    def grab(self) -> np.ndarray | None:
+        """The window's pixels now; None while it cannot be seen."""
+        if not self.window.alive:
+            raise _WindowClosed
+        area = self._area()
+        if area is None:
+            if not self._hidden:
+                self._notify(f"window {self.window.title!r} is minimised or off the screen; waiting for it")
+            self._hidden = True
+            return None
+        self._hidden = False
+        x, y, w, h = area
+        shot = self._screen.grab({"left": x, "top": y, "width": w, "height": h})
+        return np.asarray(shot)[:, :, :3].copy()
+
+    def __iter__(self) -> Iterator[Frame]:
+        frames = 0
+        try:
+            for frame in _paced(self.grab, self.fps, self._clock, self._sleep):
+                frames += 1
+                yield frame
+        except _WindowClosed:
+            self._notify(f"window {self.window.title!r} was closed; stopped after {frames} frame(s)")
+
+    def close(self) -> None:
+        self._screen.close()
+
 
 
 @contextlib.contextmanager
