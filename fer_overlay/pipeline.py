@@ -19,10 +19,11 @@ import numpy as np
 from fer_overlay.classify import EmotionClassifier
 from fer_overlay.config import Config
 from fer_overlay.core import Face, Frame, FrameResult, Tile
-from fer_overlay.detect import FaceDetector
+from fer_overlay.camera_off import is_camera_off
+from fer_overlay.detect import TILE_WIDTH, FaceDetector, TileFaces
 from fer_overlay.draw import Annotator
-from fer_overlay.grid import TileFinder, assign_tiles
-from fer_overlay.names import NameReader, Notify, Pseudonyms, is_camera_off, match_roster
+from fer_overlay.grid import TileFinder
+from fer_overlay.names import NameReader, Notify, Pseudonyms, match_roster
 from fer_overlay.preprocess import FACE_SIZE, align_crop, to_gray
 from fer_overlay.sinks import Sink
 from fer_overlay.track import Tracker
@@ -36,16 +37,17 @@ class Analyzer:
 
     ``exclude`` holds tile keys and names (any case) of opted-out students; ``names`` reads
     who is in which tile (None: students are tile keys); ``pseudonyms`` replaces every name
-    before anything leaves the analysis.
+    before anything leaves the analysis; ``tile_width`` is the second look's (0: whole frame only).
     """
 
     def __init__(self, detector: FaceDetector, classifier: EmotionClassifier, tracker: Tracker,
                  exclude: frozenset[str] = frozenset(), *, names: NameReader | None = None,
-                 pseudonyms: Pseudonyms | None = None):
+                 pseudonyms: Pseudonyms | None = None, tile_width: int = TILE_WIDTH):
         self.detector, self.classifier, self.tracker = detector, classifier, tracker
         self.exclude = frozenset(e.casefold() for e in exclude)
         self.names, self.pseudonyms = names, pseudonyms
         self.tiles = TileFinder()
+        self.faces = TileFaces(detector, tile_width)
         self._opted_out: set[str] = set()   # tile keys where an excluded name was last read
 
     @classmethod
@@ -61,7 +63,9 @@ class Analyzer:
     def analyze(self, frame: Frame) -> FrameResult:
         gray = to_gray(frame.image)   # once per frame: grid, names, camera-off check and crops all read it
         tiles = self.tiles(gray, frame.timestamp)
-        faces = assign_tiles(self.detector.detect(frame.image), tiles)
+        # A face on a camera-off tile is its profile photo, never a live face: not even looked for.
+        camera_off = frozenset(t.key for t in tiles if is_camera_off(gray, t))
+        faces = self.faces(frame.image, gray, tiles, frame.timestamp, skip=camera_off)
         names = self.names.read(gray, tiles) if self.names else {}
         if self.exclude:
             # Opted-out students are removed before classification: never classified, kept or shown.
@@ -71,7 +75,6 @@ class Analyzer:
             names = {t.key: names[t.key] for t in tiles if t.key in names}
         if self.pseudonyms:
             names = {key: self.pseudonyms(name) for key, name in names.items()}
-        camera_off = frozenset(t.key for t in tiles if is_camera_off(gray, t))
         faces = self.classify(gray, faces)
         faces, students = self.tracker.update(faces, tiles, frame.timestamp, names, camera_off)
         return FrameResult(frame.index, frame.timestamp, frame.size, tiles, faces, students)
