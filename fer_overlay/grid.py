@@ -39,6 +39,14 @@ MIN_TILE = 12              # px; thinner runs are noise, not tiles
 DEBRIS = 0.25              # boxes under this share of the tile area are not tiles, nor evidence against a grid
 SIZE_TOLERANCE = 0.05      # sizes and gaps may vary by this share of the tile size (at least SNAP)
 SNAP = 3                   # px; edges this close are the same edge
+DENSE = 0.5                # a lattice cell this full of non-background pixels holds a tile (video, camera off)
+SPARSE = 0.02              # ... and a cell this full may be a camera-off tile in the background colour
+LAYOUT = 12                # side of the thumbnails camera-off cells' layouts are compared on
+LAYOUT_MATCH = 0.3         # correlation with the other such cells' mean layout for a repeated layout
+EDGE_STEP = 24             # grey levels between neighbours for a tile edge
+MIN_PITCH = 24             # px; smaller lattices are text or texture, not tiles ...
+MAX_CELLS = 16             # ... and so are lattices with more cells than this along the gallery
+LINE_SUPPORT = 0.8         # share of the lines between cells that must hold a long tile edge
 LATTICE = 8                # px between the points TileFinder watches between tiles
 
 
@@ -62,12 +70,16 @@ def find_tiles(image: np.ndarray) -> tuple[Tile, ...]:
     across = _mask(_shrink(gray, STRIDE, 1), background, (OPEN, 1))   # for the per-row profile
     down = _mask(_shrink(gray, 1, STRIDE), background, (1, OPEN))     # for per-column profiles
 
-    boxes = [Box(area.x + b.x, area.y + b.y, b.w, b.h)
-             for b in _cut(across, down, Box(0, 0, gray.shape[1], gray.shape[0]), by_rows=True)]
+    boxes = _cut(across, down, Box(0, 0, gray.shape[1], gray.shape[0]), by_rows=True)
     rows = _grid(boxes)
-    # Meeting apps leave a margin round the gallery; a "tile" at the frame's edge is a photo's part.
-    inside = all(0 < b.x and 0 < b.y and b.x2 < width and b.y2 < height for row in rows for b in row)
-    return _index(rows) if rows and inside else whole
+    # Meeting apps leave a margin round a gap-separated gallery; a "tile" at the frame's edge is a photo's part.
+    inside = all(0 < area.x + b.x and 0 < area.y + b.y and area.x + b.x2 < width and area.y + b.y2 < height
+                 for row in rows for b in row)
+    rows = _complete(rows, across) if rows and inside else []
+    if not rows:
+        rows = _lattice(gray, across)
+    shifted = [[Box(area.x + b.x, area.y + b.y, b.w, b.h) for b in row] for row in rows]
+    return _index(shifted) if shifted else whole
 
 
 def background_level(gray: np.ndarray) -> int | None:
@@ -305,6 +317,138 @@ def _rows(boxes: list[Box], w: float, h: float) -> list[list[Box]]:
     down = [below[0].y - above[0].y2 for above, below in zip(rows, rows[1:]) if not between(above[0], below[0], 1)]
     even = all(np.ptp(gaps) <= _tolerance(size) for gaps, size in ((across, w), (down, h)) if gaps)
     return rows if kept and even and 2 * len(kept) > len(boxes) else []
+
+
+def _crop(box: Box, mask: np.ndarray) -> np.ndarray:
+    """The part of ``mask`` (STRIDE-shrunk across its columns) under ``box``."""
+    return mask[max(box.y, 0):box.y2, max(box.x, 0) // STRIDE:-(-box.x2 // STRIDE)]
+
+
+def _fill(box: Box, mask: np.ndarray) -> float:
+    """Share of non-background pixels of ``mask`` (STRIDE-shrunk across its columns) in ``box``."""
+    cells = _crop(box, mask)
+    return float(cells.mean()) if cells.size else 0.0
+
+
+def _lattice_starts(starts: list[int], pitch: float) -> list[int]:
+    """Sorted ``starts`` with the ones missing between them put back at multiples of ``pitch``."""
+    filled = [starts[0]]
+    for start in starts[1:]:
+        steps = round((start - filled[-1]) / pitch)
+        filled += [round(filled[-1] + (start - filled[-1]) * k / steps) for k in range(1, steps)] + [start]
+    return filled
+
+
+def _complete(rows: list[list[Box]], mask: np.ndarray) -> list[list[Box]]:
+    """``rows`` with the lattice cells the XY cut missed that hold a tile's worth of content.
+
+    A speaker border bridging 1 px gaps merges tiles, a thick one makes a tile too big to
+    fit: either way the cell between found rows and columns is left empty though it is as
+    full as a tile. Columns come from the rows above the last (a centred last row is offset).
+    Whole rows of such cells above the found ones are tiles too: only a last row is partial.
+    """
+    w = round(float(np.median([b.w for row in rows for b in row])))
+    h = round(float(np.median([b.h for row in rows for b in row])))
+    lefts = sorted(b.x for row in (rows[:-1] or rows) for b in row)
+    columns = [x for i, x in enumerate(lefts) if i == 0 or x - lefts[i - 1] > SNAP]
+    tops = [row[0].y for row in rows]
+    if len(columns) > 1:
+        columns = _lattice_starts(columns, min(np.diff(columns)))
+    if len(tops) > 1:
+        tops = _lattice_starts(tops, min(np.diff(tops)))
+    # Rows above the found ones, full of tiles at the same pitch (the gaps across and down are equal).
+    pitch = tops[1] - tops[0] if len(tops) > 1 else h + columns[1] - columns[0] - w if len(columns) > 1 else 0
+    while pitch and tops[0] >= pitch and all(_fill(Box(x, tops[0] - pitch, w, h), mask) >= DENSE for x in columns):
+        tops.insert(0, tops[0] - pitch)
+    found = [b for row in rows for b in row]
+    completed = []
+    for top in tops:
+        row = [b for b in found if abs(b.y - top) <= SNAP]
+        for left in columns:
+            cell = Box(left, top, w, h)
+            if _fill(cell, mask) >= DENSE and not any(cell.intersection(b) > cell.area / 4 for b in row):
+                row.append(cell)
+        if row:
+            completed.append(sorted(row, key=lambda b: b.x))
+    return completed
+
+
+def _lattice(gray: np.ndarray, mask: np.ndarray) -> list[list[Box]]:
+    """Tiles as the cells of the one lattice the tile edges repeat on, when gaps do not separate them.
+
+    Meet's grid draws tiles edge to edge, a downscaled capture blurs 1 px gaps away: no
+    background line to cut at. But tile edges are long straight lines at one pitch, so the
+    per-column count of vertical edges (per-row for horizontal ones) is periodic: its
+    autocorrelation gives the pitch, folding it at that pitch the phase. Text and texture can
+    be periodic too, so each line between cells must hold an edge at least half a cell long
+    somewhere. A cell holds a tile when it is full (video, a coloured camera-off tile) or,
+    being mostly background (Meet's camera-off tile: avatar and name on the background
+    colour), repeats the layout of the other such cells. Empty cells (a partly filled last
+    row) and lone debris (a toast) are not tiles.
+    """
+    height, width = gray.shape
+    across = _steps(gray[::STRIDE], axis=1)      # vertical edges, on every STRIDE-th row
+    down = _steps(gray[:, ::STRIDE], axis=0)     # horizontal edges, on every STRIDE-th column
+    xs = _lines(_profile(across, 0) / across.shape[0], width)
+    ys = _lines(_profile(down, 1) / down.shape[1], height)
+    if len(xs) < 3 or len(ys) < 3:      # one row or column of cells is no evidence of a lattice
+        return []
+    if not (_supported(xs, across, (ys[1] - ys[0]) // (2 * STRIDE), 0)
+            and _supported(ys, down, (xs[1] - xs[0]) // (2 * STRIDE), 1)):
+        return []
+    cells = [[Box(x0, y0, x1 - x0, y1 - y0) for x0, x1 in zip(xs, xs[1:])] for y0, y1 in zip(ys, ys[1:])]
+    fills = np.array([[_fill(c, mask) for c in row] for row in cells])
+    sparse = list(zip(*np.nonzero((fills >= SPARSE) & (fills < DENSE))))
+    repeated = set()
+    if len(sparse) > 1:
+        layouts = np.array([cv2.resize(_crop(cells[r][c], mask).astype(np.float32), (LAYOUT, LAYOUT),
+                                       interpolation=cv2.INTER_AREA).ravel() for r, c in sparse])
+        total = layouts.sum(axis=0)
+        for (r, c), layout in zip(sparse, layouts):
+            others = (total - layout) / (len(sparse) - 1)
+            if np.corrcoef(layout, others)[0, 1] >= LAYOUT_MATCH:
+                repeated.add((r, c))
+    rows = [[cell for c, cell in enumerate(row) if fills[r, c] >= DENSE or (r, c) in repeated]
+            for r, row in enumerate(cells)]
+    return [row for row in rows if row]
+
+
+def _steps(gray: np.ndarray, axis: int) -> np.ndarray:
+    """1 where a pixel steps by more than EDGE_STEP to its next neighbour along ``axis`` (0: down, 1: across)."""
+    steps = cv2.absdiff(gray[:, 1:], gray[:, :-1]) if axis == 1 else cv2.absdiff(gray[1:], gray[:-1])
+    return (steps > EDGE_STEP).astype(np.uint8)
+
+
+def _lines(profile: np.ndarray, length: int) -> list[int]:
+    """Positions of the lattice lines for an edge ``profile`` (the step after pixel i at i + 1), ends included.
+
+    The pitch is the autocorrelation's strongest lag; refined on the strongest step near each
+    line, since an integer pitch drifts over nine tiles.
+    """
+    n = len(profile)
+    low, high = max(MIN_PITCH, n // MAX_CELLS), n // 2
+    if high <= low or not profile.any():
+        return []
+    centred = profile - profile.mean()
+    spectrum = np.fft.rfft(centred, 2 * n)
+    pitch = low + int(np.fft.irfft(spectrum * np.conj(spectrum))[low:high + 1].argmax())
+    phase = int(np.bincount(np.arange(n) % pitch, profile, minlength=pitch).argmax())
+    near = max(2, round(0.03 * pitch))
+    peaks = np.array([max(g - near, 0) + int(profile[max(g - near, 0):g + near + 1].argmax())
+                      for g in range(phase, n, pitch)]) + 1
+    slope, offset = np.polyfit(np.round((peaks - peaks[0]) / pitch), peaks, 1) if len(peaks) > 1 else (pitch, peaks[0])
+    first = offset - np.floor((offset + near) / slope) * slope
+    lines = (round(first + i * slope) for i in range(int((length + near - first) // slope) + 1))
+    return [min(max(x, 0), length) for x in lines if -near <= x <= length + near]
+
+
+def _supported(lines: list[int], steps: np.ndarray, run: int, axis: int) -> bool:
+    """Whether most lines between cells hold, near them, an edge ``run`` samples long across ``axis``'s lines."""
+    kernel = np.ones((max(run, 1), 1) if axis == 0 else (1, max(run, 1)), np.uint8)
+    long = _profile(cv2.erode(steps, kernel), axis)
+    near = max(2, round(0.03 * (lines[1] - lines[0])))
+    held = [long[max(x - 1 - near, 0):x + near].any() for x in lines[1:-1]]
+    return np.mean(held) >= LINE_SUPPORT
 
 
 def _trim(box: Box, w: int, h: int) -> Box:
