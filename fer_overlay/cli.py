@@ -346,9 +346,10 @@ def _screen_source(args, console: Console, fps: float):
     """The monitor, region or window the user named, and a name for it in the session record."""
     from fer_overlay.sources import ScreenSource, WindowSource, parse_region
     if args.window is not None:
-        source = WindowSource(args.window, fps=fps, notify=lambda message: console.print(message, highlight=False))
+        source = WindowSource(args.window, fps=fps,
+                              notify=lambda message: console.print(message, highlight=False, soft_wrap=True))
         x, y, w, h = source.window.rect() or (0, 0, *source.size)
-        console.print(f"following window {source.window.title!r} ({w}x{h} at {x},{y})", highlight=False)
+        console.print(f"following window {source.window.title!r} ({w}x{h} at {x},{y})", highlight=False, soft_wrap=True)
         return source, f"window {source.window.title}"
     region = parse_region(args.region) if args.region else None
     source = ScreenSource(monitor=args.monitor, region=region, fps=fps)
@@ -382,7 +383,8 @@ def cmd_check(args, console: Console) -> int:
         sink.write(Annotator("check", banner=False).annotate(frame.image, shown), shown)
         sink.close()
     print(check_summary(result))
-    console.print(f"check picture: {args.out} (it shows the students' faces: keep it to yourself)", highlight=False)
+    console.print(f"check picture: {args.out} (it shows the students' faces: keep it to yourself)",
+                  highlight=False, soft_wrap=True)
     _summary(args, console)
     return 0
 

@@ -278,10 +278,10 @@ class Annotator:
         """Return a new annotated frame; ``image`` is never modified."""
         out = image.copy()
         if self.mode == "check":
-            for check in tile_checks(result):
-                _draw_check_tile(out, check)
             for face in result.faces:
                 _draw_face(out, face, font_scale(out.shape[0]))
+            for check in tile_checks(result):   # last: who is in a tile must never be hidden by a face label
+                _draw_check_tile(out, check)
         elif self.mode != "aggregate":
             scale = font_scale(out.shape[0])
             if self.mode == "blur":

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from fer_overlay.cli import main
+from fer_overlay.draw import STATE_COLORS
 from fer_overlay.errors import SourceError
 from fer_overlay.sources import WindowSource, desktop_windows, find_window
 from tests.conftest import REPO
@@ -219,14 +220,25 @@ def test_live_stops_cleanly_when_the_window_closes(shown, config_home, tmp_path)
     assert "recorded, 9 students" in stderr   # the session record was closed and summarised
 
 
-def test_check_on_a_window(shown, gallery, config_home, tmp_path, capsys):
+@pytest.mark.parametrize("where", ["--window", "--region"])
+def test_check_on_the_screen(where, shown, gallery, config_home, tmp_path, capsys):
+    """``check`` grabs the window (or the same rectangle as a region) once and draws what it found."""
+    from tests.test_check import outline
+    source = WindowSource("Zoom Meeting", notify=lambda m: None)
+    wait_for(lambda: drawn(source, gallery.image), "the gallery drawn in the window")
+    rect = source.window.rect()
+    source.close()
     out, js = tmp_path / "check.png", tmp_path / "check.json"
-    assert main(["check", "--window", "Zoom Meeting", "--out", str(out), "--json", str(js),
-                 "--accept-notice", "--no-table"]) == 0
+    place = "Zoom Meeting" if where == "--window" else ",".join(map(str, rect))
+    assert main(["check", where, place, "--out", str(out), "--json", str(js), "--accept-notice", "--no-table"]) == 0
     summary = capsys.readouterr().out.strip().splitlines()[-1]
     record = json.loads(js.read_text())
     faces = sum(box is not None for box in gallery.face_boxes)
     named = {s["id"] for s in record["students"] if not re.fullmatch(r"r\d+c\d+(#\d+)?", s["id"])}
     assert summary == f"9 tiles (3x3), {faces} faces, {len(named)} names read; 1 camera off, 0 no face"
     assert named <= set(NAMES)   # names read are the labels drawn, nothing made up
-    assert cv2.imread(str(out)).shape == gallery.image.shape
+    picture = cv2.imread(str(out))
+    assert picture.shape == gallery.image.shape
+    boxes = {t["key"]: t["box"] for t in record["tiles"]}
+    for tile, face in zip(gallery.tiles, gallery.face_boxes):
+        assert outline(picture, boxes[tile.key]) == STATE_COLORS["present" if face is not None else "camera_off"]
