@@ -203,7 +203,8 @@ def _caption(image: np.ndarray, text: str, x: int, y: int, px: int, fg: Color) -
 def _draw_check_tile(image: np.ndarray, check: TileCheck) -> None:
     box, color = check.tile.box, STATE_COLORS[check.state]
     thick = max(2, image.shape[0] // 360)
-    cv2.rectangle(image, (box.x, box.y), (box.x2 - 1, box.y2 - 1), color, thick)
+    for i in range(thick):   # inside the tile: a centred thick line would spill onto a touching neighbour
+        cv2.rectangle(image, (box.x + i, box.y + i), (box.x2 - 1 - i, box.y2 - 1 - i), color, 1)
     state = check.state.replace("_", " ")
     text = f"{check.label}: {state}"
     px = max(12, image.shape[0] // 45)   # 24 px at 1080p

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from fer_overlay.core import EMOTIONS, Box, Face, FrameResult, Student, Tile
-from fer_overlay.draw import EMOTION_COLORS, EMOTION_STYLES, Annotator, draw_banner
+from fer_overlay.dashboard import check_summary
+from fer_overlay.draw import EMOTION_COLORS, EMOTION_STYLES, STATE_COLORS, Annotator, _font_for, draw_banner, tile_checks
 
 LANDMARKS = ((10.0, 10.0), (20.0, 10.0), (15.0, 15.0), (18.0, 20.0), (12.0, 20.0))
 
@@ -49,7 +50,7 @@ def test_palette_covers_every_emotion_and_rich_styles_match() -> None:
     assert EMOTION_STYLES["sad"] == f"#{r:02x}{g:02x}{b:02x}"
 
 
-@pytest.mark.parametrize("mode", ["full", "aggregate", "blur"])
+@pytest.mark.parametrize("mode", ["full", "aggregate", "blur", "check"])
 def test_input_is_not_mutated(mode: str) -> None:
     image, result = scene()
     original = image.copy()
@@ -129,3 +130,51 @@ def test_banner_scales_with_height_and_fits_the_width(size: tuple[int, int]) -> 
 def test_unknown_mode_is_rejected() -> None:
     with pytest.raises(ValueError, match="aggregate"):
         Annotator("faces")  # type: ignore[arg-type]
+
+
+def checked_scene() -> tuple[np.ndarray, FrameResult]:
+    """The 2x2 scene with names on two tiles, a second face in r1c1 and r2c2 camera-off."""
+    image, result = scene(1280, 720)
+    t = result.tiles
+    extra = dataclasses.replace(result.faces[0], box=Box(t[0].box.x + 20, t[0].box.y + 200, 60, 80), student="r1c1#2")
+    students = (Student("Ana Lima", t[0], "present", "happy"), Student("r1c1#2", t[0], "present", "happy"),
+                Student("r1c2", t[1], "present", "sad"), Student("Ben Okafor", t[2], "present", "angry"),
+                Student("r2c2", t[3], "camera_off"))
+    faces = tuple(dataclasses.replace(f, student=s) for f, s in zip(result.faces, ("Ana Lima", "r1c2", "Ben Okafor")))
+    return image, dataclasses.replace(result, faces=faces + (extra,), students=students)
+
+
+def test_tile_checks_name_each_tile_once_with_its_state() -> None:
+    _, result = checked_scene()
+    assert [(c.tile.key, c.label, c.state, c.named) for c in tile_checks(result)] == [
+        ("r1c1", "Ana Lima", "present", True), ("r1c2", "r1c2", "present", False),
+        ("r2c1", "Ben Okafor", "present", True), ("r2c2", "r2c2", "camera_off", False)]
+    assert check_summary(result) == "4 tiles (2x2), 4 faces, 2 names read; 1 camera off, 0 no face"
+    no_rows = dataclasses.replace(result, students=())   # e.g. aggregate-only: faces still mark tiles present
+    assert [c.state for c in tile_checks(no_rows)] == ["present", "present", "present", "no_face"]
+
+
+def test_check_outlines_every_tile_in_its_state_colour_and_draws_faces_as_full() -> None:
+    image, result = checked_scene()
+    out = Annotator("check", banner=False).annotate(image, result)
+    full = Annotator("full", banner=False).annotate(image, result)
+    for check in tile_checks(result):
+        b = check.tile.box
+        right = out[b.y + b.h // 4:b.y + 3 * b.h // 4, b.x2 - 1]
+        assert np.all(right == STATE_COLORS[check.state])
+    for face in result.faces:   # face boxes as in full mode
+        b = face.box
+        assert np.array_equal(out[b.y2 - 1, b.x:b.x2], full[b.y2 - 1, b.x:b.x2])
+    # no banner: the tiles' bottom halves are untouched apart from outlines and face boxes
+    assert np.array_equal(out[400:700, 700:1200], image[400:700, 700:1200])
+
+
+def test_a_name_no_font_can_draw_falls_back_to_the_tile_key() -> None:
+    image, result = checked_scene()
+    korean = dataclasses.replace(result, students=(Student("김민수", result.tiles[0], "present"),) + result.students[1:])
+    if _font_for("김민수", 20) is not None:
+        pytest.skip("this computer has a Korean font: the name itself is drawn")
+    out = Annotator("check", banner=False).annotate(image, korean)
+    latin = dataclasses.replace(korean, students=(Student("r1c1 (name in table)", result.tiles[0], "present"),)
+                                + result.students[1:])
+    assert np.array_equal(out, Annotator("check", banner=False).annotate(image, latin))
