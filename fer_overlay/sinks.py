@@ -55,10 +55,20 @@ def _pyvirtualcam_camera(width: int, height: int, fps: float) -> Camera:
 
 
 def _fit(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize to ``(width, height)`` when needed; outputs have a fixed frame size."""
-    if (image.shape[1], image.shape[0]) == size:
+    """Scale into ``(width, height)`` keeping the aspect ratio, black bars filling the rest.
+
+    Outputs have a fixed frame size, but a followed window can be resized mid-run;
+    stretching would distort every face in the feed.
+    """
+    height, width = image.shape[:2]
+    if (width, height) == size:
         return image
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    scale = min(size[0] / width, size[1] / height)
+    w, h = max(1, round(width * scale)), max(1, round(height * scale))
+    out = np.zeros((size[1], size[0], 3), np.uint8)
+    x, y = (size[0] - w) // 2, (size[1] - h) // 2
+    out[y:y + h, x:x + w] = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    return out
 
 
 class VirtualCameraSink:

@@ -24,19 +24,26 @@ TITLE = "Zoom Meeting - test"
 NAMES = ["Ana Lima", "Ben Okafor", "Chen Wei", "Dana Cruz", "Eli Stone", "Fay Moss", "Gus Hart", "Ivy Park", "Jon Reyes"]
 
 # A titled, decorated top-level window showing a picture at (0, 0); each line on stdin is a
-# Tk geometry ("+X+Y" moves it, "WxH" resizes it), so a test can move it while it is grabbed.
+# Tk geometry ("+X+Y" moves it, "WxH" resizes it) or a PNG to show instead (as a meeting app
+# lays its gallery out again for the new size), so a test can change it while it is grabbed.
 SHOW = """
-import sys, tkinter as tk
+import os, sys, tkinter as tk
 root = tk.Tk()
 root.title(sys.argv[2])
 image = tk.PhotoImage(file=sys.argv[1])
 root.geometry(f"{image.width()}x{image.height()}+40+40")
-tk.Label(root, image=image, borderwidth=0, highlightthickness=0, bg="black").place(x=0, y=0)
+label = tk.Label(root, image=image, borderwidth=0, highlightthickness=0, bg="black")
+label.place(x=0, y=0)
 root.configure(bg="black")
 def command(*_):
-    line = sys.stdin.readline().strip()
-    if line:
-        root.geometry(line)
+    global image
+    for line in os.read(sys.stdin.fileno(), 65536).decode().splitlines():   # every line that has arrived
+        line = line.strip()
+        if line.endswith(".png"):
+            image = tk.PhotoImage(file=line)
+            label.configure(image=image)
+        elif line:
+            root.geometry(line)
 root.tk.createfilehandler(sys.stdin, tk.READABLE, command)
 root.mainloop()
 """
@@ -102,6 +109,11 @@ class ShownWindow:
     def geometry(self, spec: str) -> None:
         self.process.stdin.write(spec + "\n")
         self.process.stdin.flush()
+
+    def show(self, image: np.ndarray, folder) -> None:
+        png = folder / f"shown-{image.shape[1]}x{image.shape[0]}.png"
+        cv2.imwrite(str(png), image)
+        self.geometry(str(png))
 
     def close(self) -> None:
         self.process.kill()
@@ -218,6 +230,47 @@ def test_live_stops_cleanly_when_the_window_closes(shown, config_home, tmp_path)
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert len(records) >= 3 and all(len(r["tiles"]) == 9 for r in records)
     assert "recorded, 9 students" in stderr   # the session record was closed and summarised
+
+
+def test_live_follows_a_resize_and_the_video_keeps_its_first_size(shown, gallery, config_home, tmp_path):
+    """Resized mid-run (the app lays the gallery out again): the grid is found again in the new
+    frames; the video keeps the first size, the narrower window letterboxed into it, not stretched."""
+    from fer_overlay.demo import load_faces
+    from fer_overlay.gallery import compose_gallery
+    faces = list(load_faces()[0][10:19])
+    faces[4] = None
+    narrow = compose_gallery(faces, 3, 3, (640, 540), names=NAMES)
+    jsonl, video = tmp_path / "live.jsonl", tmp_path / "live.mp4"
+    process = subprocess.Popen([sys.executable, "-m", "fer_overlay.cli", "live", "--window", "Zoom Meeting",
+                                "--fps", "5", "--json", str(jsonl), "--out", str(video), "--save-frames",
+                                "--no-table", "--no-ocr", "--accept-notice"],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = lambda: jsonl.read_text().split("\n")[:-1] if jsonl.exists() else []   # whole lines  # noqa: E731
+    try:
+        wait_for(lambda: len(lines()) >= 2, "two analysed frames", 120)
+        shown.show(narrow.image, tmp_path)
+        shown.geometry("640x540")
+        wait_for(lambda: sum(json.loads(line)["size"] == [640, 540] for line in lines()) >= 3,
+                 "three analysed frames at the new size", 120)
+        shown.close()
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0 and "Traceback" not in stderr, stderr
+    records = [json.loads(line) for line in lines()]
+    assert records[0]["size"] == [960, 540] and len(records[0]["tiles"]) == 9
+    last = records[-1]
+    assert last["size"] == [640, 540]
+    assert [t["box"] for t in last["tiles"]] == [[t.box.x, t.box.y, t.box.w, t.box.h] for t in narrow.tiles]
+    capture, sizes, last_frame = cv2.VideoCapture(str(video)), set(), None
+    while (read := capture.read())[0]:
+        sizes.add(read[1].shape[:2])
+        last_frame = read[1]
+    capture.release()
+    assert sizes == {(540, 960)}
+    pillar = (960 - 640) // 2   # 640x540 into 960x540 keeps its size, centred between black pillars
+    assert last_frame[:, :pillar - 4].max() < 30 and last_frame[:, -pillar + 4:].max() < 30
+    assert last_frame[:, pillar + 4:-pillar - 4].mean() > 30
 
 
 @pytest.mark.parametrize("where", ["--window", "--region"])
