@@ -218,7 +218,8 @@ class WindowSource:
             self._bounds = dict(self._screen.monitors[0])
             area = self._area()
             if area is None:
-                raise SourceError(f"window {self.window.title!r} is minimised or off the screen; bring it into view")
+                raise SourceError(f"window {self.window.title!r} is minimised or off the screen, or its place cannot "
+                                  "be read; bring it into view (macOS: allow your terminal Accessibility access)")
         except BaseException:
             self._screen.close()
             raise

@@ -203,6 +203,53 @@ def test_several_matches_take_the_largest_and_no_match_lists_the_titles():
     assert "'Terminal'" in message and "'Zoom Meeting'" in message and "\n" not in message
 
 
+class ScriptedWindow:
+    """A fake window whose place at each grab follows a script: a rect, None (minimised) or "closed"."""
+
+    title = "Zoom Meeting"
+
+    def __init__(self, script):
+        self.script, self.step = list(script), 0
+
+    @property
+    def alive(self):
+        return self.script[min(self.step, len(self.script) - 1)] != "closed"
+
+    def rect(self):
+        place = self.script[min(self.step, len(self.script) - 1)]
+        return None if place == "closed" else place
+
+
+def test_minimised_frames_are_skipped_and_a_closed_window_ends_the_stream(xvfb, monkeypatch):
+    monkeypatch.setenv("DISPLAY", xvfb)
+    window = ScriptedWindow([(0, 0, 320, 200), (0, 0, 320, 200), None, None, (-100, 600, 400, 300), "closed"])
+    messages, now = [], [0.0]
+    source = WindowSource("zoom", windows=lambda: [window], notify=messages.append, clock=lambda: now[0],
+                          sleep=lambda s: now.__setitem__(0, now[0] + s))
+    real_grab = source.grab
+
+    def grab():   # the window moves on one step per grab
+        try:
+            return real_grab()
+        finally:
+            window.step += 1
+    source.grab = grab
+    frames = list(source)
+    source.close()
+    # two frames at 320x200, none while minimised, then the on-screen part of (-100, 600, 400, 300)
+    assert [f.size for f in frames] == [(320, 200), (320, 200), (300, 120)]
+    assert [f.index for f in frames] == [0, 1, 2]
+    assert [round(f.timestamp, 6) for f in frames] == [0.0, 0.1, 0.4]   # paced at 10/s, the gap kept
+    assert messages == ["window 'Zoom Meeting' is minimised or off the screen; waiting for it",
+                        "window 'Zoom Meeting' was closed; stopped after 3 frame(s)"]
+
+
+def test_a_window_not_on_the_screen_at_the_start_is_a_one_line_error(xvfb, monkeypatch):
+    monkeypatch.setenv("DISPLAY", xvfb)
+    with pytest.raises(SourceError, match="is minimised or off the screen"):
+        WindowSource("zoom", windows=lambda: [ScriptedWindow([(2000, 0, 640, 360)])])
+
+
 def test_no_match_is_one_error_line_listing_the_open_windows(shown, config_home):
     done = subprocess.run([sys.executable, "-m", "fer_overlay.cli", "live", "--window", "Microsoft Teams",
                            "--accept-notice", "--no-table"], cwd=REPO, capture_output=True, text=True, timeout=120)
