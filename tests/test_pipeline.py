@@ -80,3 +80,109 @@ def test_analysis_failure_surfaces_on_the_main_thread():
     with pytest.raises(RuntimeError, match="boom"):
         run_live(frames(50, 0.01), Broken(), [(out, out)])
     assert len(out.frames) < 50
+
+
+# --- faces per tile: the second look and its cache; camera-off tiles -------------------------
+
+from fer_overlay.camera_off import is_camera_off  # noqa: E402
+from fer_overlay.core import Box, Face, Tile  # noqa: E402
+from fer_overlay.detect import TILE_LOOKS_PER_FRAME, TILE_MAX_AGE, FaceDetector, TileFaces  # noqa: E402
+from fer_overlay.gallery import _room, compose_gallery  # noqa: E402
+from fer_overlay.preprocess import to_gray  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def demo_faces():
+    from fer_overlay.demo import load_faces
+    return load_faces()[0]
+
+
+class CountingDetector:
+    """The whole-frame pass finds a face in ``seen`` tiles only; a second look finds one anywhere."""
+
+    def __init__(self, seen: list[Tile]):
+        self.seen, self.looks = seen, []
+
+    def detect(self, image):
+        return tuple(Face(Box(t.box.x + 4, t.box.y + 4, 8, 8), ((0, 0),) * 5, 0.9) for t in self.seen)
+
+    def detect_in(self, image, box, width):
+        self.looks.append(box)
+        return (Face(Box(box.x + 2, box.y + 2, 8, 8), ((0, 0),) * 5, 0.7),)
+
+
+def test_second_look_only_at_faceless_tiles_and_reused_while_they_do_not_change():
+    tiles = tuple(Tile(0, c, Box(c * 40, 0, 40, 30)) for c in range(3))
+    image = np.random.default_rng(0).integers(0, 255, (30, 120, 3), np.uint8)
+    detector = CountingDetector([tiles[0]])
+    faces = TileFaces(detector)
+    found = faces(image, to_gray(image), tiles, 0.0, skip={tiles[2].key})
+    assert [f.tile for f in found] == [tiles[0], tiles[1]]        # camera-off tile: not looked at, no face
+    assert detector.looks == [tiles[1].box]
+    assert faces(image, to_gray(image), tiles, 0.5, skip={tiles[2].key}) == found   # unchanged: reused
+    assert detector.looks == [tiles[1].box]
+    changed = image.copy()
+    changed[:, 40:80] = 255 - changed[:, 40:80]
+    faces(changed, to_gray(changed), tiles, 0.6, skip={tiles[2].key})
+    assert detector.looks == [tiles[1].box] * 2                  # its pixels changed: looked again
+    faces(changed, to_gray(changed), tiles, 0.7 + TILE_MAX_AGE, skip={tiles[2].key})
+    assert detector.looks == [tiles[1].box] * 3                  # too old: looked again
+    assert TileFaces(detector, width=0)(image, to_gray(image), tiles, 0.0) == found[:1]   # turned off
+
+
+def test_a_face_the_whole_frame_pass_finds_now_and_then_keeps_its_second_look():
+    tiles = tuple(Tile(0, c, Box(c * 40, 0, 40, 30)) for c in range(2))
+    image = np.random.default_rng(0).integers(0, 255, (30, 80, 3), np.uint8)
+    detector = CountingDetector([tiles[0]])
+    faces = TileFaces(detector)
+    for timestamp, seen in ((0.0, [tiles[0]]), (0.1, list(tiles)), (0.2, [tiles[0]])):
+        detector.seen = seen
+        assert [f.tile for f in faces(image, to_gray(image), tiles, timestamp)] == list(tiles)
+    assert detector.looks == [tiles[1].box]
+
+
+def test_stale_tiles_are_looked_at_again_a_few_per_frame_oldest_first():
+    tiles = tuple(Tile(0, c, Box(c * 40, 0, 40, 30)) for c in range(2 * TILE_LOOKS_PER_FRAME))
+    image = np.random.default_rng(0).integers(0, 255, (30, 40 * len(tiles), 3), np.uint8)
+    detector = CountingDetector([])
+    faces = TileFaces(detector)
+    faces(image, to_gray(image), tiles, 0.0)
+    assert detector.looks == [t.box for t in tiles]   # never looked at: all at once
+    moved = 255 - image
+    for timestamp, expected in ((0.1, tiles[:TILE_LOOKS_PER_FRAME]), (0.2, tiles[TILE_LOOKS_PER_FRAME:]), (0.3, ())):
+        del detector.looks[:]
+        found = faces(moved, to_gray(moved), tiles, timestamp)
+        assert detector.looks == [t.box for t in expected]
+        assert [f.tile for f in found] == list(tiles)     # the others keep their last look meanwhile
+
+
+def test_second_look_finds_the_small_gallery_faces_the_whole_frame_misses(demo_faces):
+    """A 7x7 gallery at 960x540: ~65 px tiles, as in a real 7x7 Zoom window at 640x400."""
+    shown = compose_gallery(list(demo_faces[:49]), 7, 7, (960, 540), rng_seed=1)
+    detector = FaceDetector()
+    whole = {f.tile for f in TileFaces(detector, width=0)(shown.image, to_gray(shown.image), shown.tiles, 0.0)}
+    found = TileFaces(detector)(shown.image, to_gray(shown.image), shown.tiles, 0.0)
+    faced = {f.tile for f in found}
+    assert len(faced) >= 0.85 * 49 > 0.6 * 49 > len(whole)
+    truth = dict(zip(shown.tiles, shown.face_boxes))
+    assert all(truth[f.tile].contains(f.box.center) for f in found)   # each on its pasted face, in frame coordinates
+
+
+def test_camera_off_tiles_are_flat_to_their_rim_and_video_is_not(demo_faces):
+    for style in ("zoom", "teams", "meet"):
+        pictures = [None if i in (1, 5) else demo_faces[i] for i in range(9)]
+        shown = compose_gallery(pictures, 3, 3, style=style, rng_seed=3, speaker=1)
+        assert [is_camera_off(shown.image, t) for t in shown.tiles] == [i in (1, 5) for i in range(9)]
+    image, tile = shown.image, shown.tiles[1]
+    view = image[tile.box.y:tile.box.y2, tile.box.x:tile.box.x2]
+    third = tile.box.w // 3
+    # A portrait phone video pillarboxed with the tile's own colour: video reaches the top.
+    view[:, third:2 * third] = _room(tile.box.h, third, np.random.default_rng(2))
+    assert not is_camera_off(image, tile)
+    # A dark room whose blacks are crushed flat: the flat colour does not reach round the tile.
+    view[:] = 0
+    view[tile.box.h // 3:, : tile.box.w // 2] = _room(tile.box.h - tile.box.h // 3, tile.box.w // 2,
+                                                       np.random.default_rng(3)) // 4
+    assert not is_camera_off(image, tile)
+    flat = np.full((200, 300, 3), 40, np.uint8)   # a frame that is one tile (webcam, no gallery found)
+    assert not is_camera_off(flat, Tile(0, 0, Box(0, 0, 300, 200)))
