@@ -30,12 +30,16 @@ BACKGROUND_TOLERANCE = 4   # grey levels; Zoom's camera-off #232323 on #1a1a1a d
 BORDER_SHARE = 0.3         # share of border pixels at the background level for a gallery frame
                            # (a panel on one side and a toolbar along another leave ~40%)
 BORDER_BAND = 4            # px deep: the border band read for the background level
+AREA_SHARE = 0.25          # share of the frame that the background's area must span
+LEVELS = 4                 # without a background border: this many most common flat levels are tried ...
+FLAT_SHARE = 0.02          # ... each covering at least this share of the frame
 ROW_FILL = 0.02            # a pixel row with more non-background pixels than this share crosses tiles
 COL_FILL = 0.2             # same for a pixel column within one band of tiles (robust to a cursor)
 GAP_DIP = 0.3              # ... and not below this share of the counts on both sides of it
 OPEN = 7                   # px; non-background strips thinner than this are ringing, not tiles
 STRIDE = 4                 # pixels averaged across each profile's axis
 MIN_TILE = 12              # px; thinner runs are noise, not tiles
+DEBRIS_SIDE = 2 * MIN_TILE # px; boxes smaller both ways are not cut further (avatars, icons, letters)
 DEBRIS = 0.25              # boxes under this share of the tile area are not tiles, nor evidence against a grid
 SIZE_TOLERANCE = 0.05      # sizes and gaps may vary by this share of the tile size (at least SNAP)
 SNAP = 3                   # px; edges this close are the same edge
@@ -55,49 +59,80 @@ def find_tiles(image: np.ndarray) -> tuple[Tile, ...]:
 
     A partly filled last row (Zoom centres it) takes the full rows' col indices when each of its
     tiles lines up with a column; otherwise its tiles are numbered 0..n-1 from the left.
-    A frame that is not a gallery (little background on its border, no evenly spaced equal
-    tiles) is one tile covering it. The frame should include a little background around the
-    tiles.
+    A frame that is not a gallery (no flat background level, no equal tiles on one lattice)
+    is one tile covering it.
     """
-    gray = to_gray(image)
+    return _find(to_gray(image))[0]
+
+
+def _find(gray: np.ndarray) -> tuple[tuple[Tile, ...], int | None]:
+    """The tiles and the background level they stand on (None when the frame is one tile).
+
+    Of several candidate levels, the one whose tiles cover most of the frame wins: a side
+    panel's avatars or a taskbar's icons can make a small grid too.
+    """
     height, width = gray.shape
-    whole = (Tile(0, 0, Box(0, 0, width, height)),)
-    background = background_level(gray)
-    if background is None:
-        return whole
+    best: list[list[Box]] = []
+    level = None
+    for background in _backgrounds(gray):
+        rows = _gallery(gray, background)
+        if sum(b.area for row in rows for b in row) > sum(b.area for row in best for b in row):
+            best, level = rows, background
+    return (_index(best), level) if best else ((Tile(0, 0, Box(0, 0, width, height)),), None)
+
+
+def _gallery(gray: np.ndarray, background: int) -> list[list[Box]]:
+    """The tiles on ``background`` as rows of boxes, or none.
+
+    The XY cut first; where it finds no grid (no gaps: Meet's grid, 1 px gaps blurred away),
+    the lattice of the tile edges.
+    """
+    height, width = gray.shape
     area = _gallery_area(gray, background)
+    if area.area < AREA_SHARE * gray.size:
+        return []
     gray = gray[area.y:area.y2, area.x:area.x2]
     across = _mask(_shrink(gray, STRIDE, 1), background, (OPEN, 1))   # for the per-row profile
     down = _mask(_shrink(gray, 1, STRIDE), background, (1, OPEN))     # for per-column profiles
-
-    boxes = _cut(across, down, Box(0, 0, gray.shape[1], gray.shape[0]), by_rows=True)
-    rows = _grid(boxes)
+    rows = _grid(_cut(across, down, Box(0, 0, gray.shape[1], gray.shape[0]), by_rows=True))
     # Meeting apps leave a margin round a gap-separated gallery; a "tile" at the frame's edge is a photo's part.
     inside = all(0 < area.x + b.x and 0 < area.y + b.y and area.x + b.x2 < width and area.y + b.y2 < height
                  for row in rows for b in row)
-    rows = _complete(rows, across) if rows and inside else []
-    if not rows:
-        rows = _lattice(gray, across)
-    shifted = [[Box(area.x + b.x, area.y + b.y, b.w, b.h) for b in row] for row in rows]
-    return _index(shifted) if shifted else whole
+    rows = _complete(rows, across) if rows and inside else _lattice(gray, across)
+    return [[Box(area.x + b.x, area.y + b.y, b.w, b.h) for b in row] for row in rows]
 
 
-def background_level(gray: np.ndarray) -> int | None:
-    """The grey level between the tiles, from the frame's border band; None when too little of it is there.
+def _backgrounds(gray: np.ndarray) -> list[int]:
+    """Grey levels that may lie between the tiles, most likely first; none when no flat level can.
 
-    A band BORDER_BAND px deep, not the outermost pixel rows: screenshots often carry a 1-2 px
-    frame of another colour (a device frame, a window's outline). The level
-    with most band pixels within half the tolerance: compression spreads the gaps' one level over
+    Mostly the frame's border shows it: the level with most pixels in a band BORDER_BAND px
+    deep (not the outermost pixel rows: screenshots often carry a 1-2 px frame of another
+    colour), counted within half the tolerance: compression spreads the gaps' one level over
     a few, while a flat toolbar along one edge keeps its exact level, and the narrow window
     cannot settle between two close flat levels (Zoom's gaps and camera-off tiles, 8 apart).
+    Where the border is something else (a whole-monitor capture: title bar, side panel,
+    taskbar; a region cropped at the tiles), the frame's most common flat levels.
     """
     band = BORDER_BAND
-    border = np.concatenate([part.ravel() for part in (gray[:band], gray[-band:], gray[band:-band, :band],
-                                                      gray[band:-band, -band:])])
+    sides = [part.ravel() for part in (gray[:band], gray[-band:], gray[:, :band], gray[:, -band:])]
+    border = np.concatenate(sides)
+    background = int(_near_counts(border).argmax())
+    # A taskbar or title bar fills one side; a gallery's margin runs along two at least, round a large area.
+    flanked = sum(np.mean(_is_background(side, background)) >= 0.5 for side in sides) >= 2
+    if (flanked and np.mean(_is_background(border, background)) >= BORDER_SHARE
+            and _gallery_area(gray, background).area >= AREA_SHARE * gray.size):
+        return [background]
+    near = _near_counts(gray[::STRIDE, ::STRIDE].ravel())
+    tolerance = BACKGROUND_TOLERANCE
+    peaks = [level for level in range(256) if near[level] >= FLAT_SHARE * near.sum() / (tolerance + 1)
+             and near[level] == near[max(level - tolerance, 0):level + tolerance + 1].max()]
+    return sorted(peaks, key=lambda level: -near[level])[:LEVELS]
+
+
+def _near_counts(levels: np.ndarray) -> np.ndarray:
+    """Per grey level, how many of ``levels`` lie within half the background tolerance of it."""
     half = BACKGROUND_TOLERANCE // 2
-    near = np.convolve(np.bincount(border, minlength=256), np.ones(2 * half + 1), "same")
-    background = int(near.argmax())
-    return background if np.mean(_is_background(border, background)) >= BORDER_SHARE else None
+    return np.convolve(np.bincount(levels, minlength=256), np.ones(2 * half + 1), "same")
 
 
 def _is_background(levels: np.ndarray, background: int) -> np.ndarray:
@@ -149,9 +184,8 @@ class TileFinder:
         return rings or int(np.sum(now[-1] != self._seen[-1])) > max(quarter_tile, 8)
 
     def _detect(self, gray: np.ndarray, timestamp: float) -> None:
-        self._tiles, self._shape, self._when = find_tiles(gray), gray.shape, timestamp
+        (self._tiles, background), self._shape, self._when = _find(gray), gray.shape, timestamp
         self.detections += 1
-        background = background_level(gray)
         self._watching = background is not None and len(self._tiles) > 1   # else look again next frame
         if not self._watching:
             return
@@ -185,6 +219,8 @@ def _cut(across: np.ndarray, down: np.ndarray, box: Box, by_rows: bool) -> list[
     (compression-smeared gaps, a cursor in a gap). Cutting on until nothing changes also
     splits a centred last row that merged with the row above.
     """
+    if box.w < DEBRIS_SIDE and box.h < DEBRIS_SIDE:     # no tile, and too small to hold two
+        return [box]
     for dip in (False, True):
         for rows in (by_rows, not by_rows):
             parts = _split(across, down, box, rows, dip)

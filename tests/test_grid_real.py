@@ -1,0 +1,141 @@
+"""The gallery grid on the real meeting screenshots in ``../shared/data/meetings``, against their labels.
+
+Each image as grabbed (desktop, window or cropped region), cropped to just its gallery, and
+pasted into a bigger desktop (a window title bar, a side panel, the OS taskbar) must give the
+labelled tile count, grid shape and gallery box. The images are read at run time and never
+copied into the repository; the derived ones live in memory only.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import REPO
+from fer_overlay.core import Tile
+from fer_overlay.grid import TileFinder, find_tiles
+
+MEETINGS = REPO.parent / "shared" / "data" / "meetings"
+BOX_TOLERANCE = 0.015     # share of the image size the found gallery box may stray from the label's
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def labels() -> dict:
+    if not (MEETINGS / "labels.json").exists():
+        return {}
+    return json.loads((MEETINGS / "labels.json").read_text())
+
+
+LABELS = labels()
+NAMES = sorted(LABELS) or ["absent"]
+
+
+@pytest.fixture(scope="module")
+def images() -> dict[str, np.ndarray]:
+    if not LABELS:
+        pytest.skip(f"real meeting screenshots not found at {MEETINGS} (only developers' and CI machines have ../shared)")
+    return {name: cv2.imread(str(MEETINGS / f"{name}.png"), cv2.IMREAD_COLOR) for name in LABELS}
+
+
+def shape(tiles: tuple[Tile, ...]) -> list[int]:
+    return [max(t.row for t in tiles) + 1, max(t.col for t in tiles) + 1]
+
+
+def bounds(tiles: tuple[Tile, ...]) -> np.ndarray:
+    return np.array([min(t.box.x for t in tiles), min(t.box.y for t in tiles),
+                     max(t.box.x2 for t in tiles), max(t.box.y2 for t in tiles)])
+
+
+def timed(image: np.ndarray) -> tuple[tuple[Tile, ...], float]:
+    """The tiles and the best of three run times in ms."""
+    best = np.inf
+    for _ in range(3):
+        start = time.perf_counter()
+        tiles = find_tiles(image)
+        best = min(best, (time.perf_counter() - start) * 1000)
+    return tiles, best
+
+
+@pytest.fixture(scope="module")
+def found(images) -> dict[str, tuple[tuple[Tile, ...], float]]:
+    """find_tiles on every image, with a per-image table printed once."""
+    results = {name: timed(image) for name, image in images.items()}
+    print(f"\n{'image':22} {'size':>10} {'tiles':>7} {'grid':>9} {'box err':>8} {'ms':>6}")
+    for name, (tiles, ms) in results.items():
+        label = LABELS[name]
+        x, y, w, h = label["gallery_box"]
+        error = int(np.abs(bounds(tiles) - [x, y, x + w, y + h]).max())
+        grid = "x".join(map(str, shape(tiles)))
+        print(f"{name:22} {'x'.join(map(str, label['size'])):>10} {len(tiles):>3}/{label['tiles']:<3} "
+              f"{grid:>5}/{'x'.join(map(str, label['grid']))} {error:>5} px {ms:6.1f}")
+    return results
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_real_gallery_is_found_as_labelled(name, found):
+    tiles, _ = found[name]
+    label = LABELS[name]
+    x, y, w, h = label["gallery_box"]
+    assert len(tiles) == label["tiles"]
+    assert shape(tiles) == label["grid"]
+    assert np.abs(bounds(tiles) - [x, y, x + w, y + h]).max() <= BOX_TOLERANCE * max(label["size"])
+    assert len({(t.row, t.col) for t in tiles}) == len(tiles)
+    assert all(a.box.intersection(b.box) == 0 for i, a in enumerate(tiles) for b in tiles[i + 1:])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_tile_finder_watches_a_real_gallery(name, images):
+    """The stream path gives the same tiles, and an unchanged frame costs no second detection."""
+    finder = TileFinder(refresh=60)
+    image = images[name]
+    assert finder(image, 0.0) == find_tiles(image)
+    assert finder(image.copy(), 1.0) == find_tiles(image) and finder.detections == 1
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_region_cropped_to_the_gallery(name, images):
+    """A teacher's --region drawn tightly round the tiles: no margin, tiles touch the frame's edge."""
+    x, y, w, h = LABELS[name]["gallery_box"]
+    tiles = find_tiles(images[name][y:y + h, x:x + w])
+    assert len(tiles) == LABELS[name]["tiles"]
+    assert shape(tiles) == LABELS[name]["grid"]
+
+
+def desktop(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """``image`` as a maximised meeting window on a monitor: a title bar above it, a participants panel
+    (white, names beside coloured avatars) right of it, the OS taskbar below; and where it was put."""
+    height, width = image.shape[:2]
+    title, taskbar, panel = 32, 48, width // 4
+    screen = np.full((title + height + taskbar, width + panel, 3), 240, np.uint8)
+    cv2.putText(screen, "Meeting - Zoom", (40, 22), FONT, 0.55, (40, 40, 40), 1, cv2.LINE_AA)
+    cv2.rectangle(screen, (10, 8), (26, 24), (200, 120, 40), -1)
+    for i, x in enumerate(range(width + panel - 40, width + panel - 150, -46)):
+        cv2.rectangle(screen, (x - 8, 10), (x + 8, 22), (60, 60, 60), 1 + (i == 0))
+    screen[title:title + height, :width] = image
+    right = screen[title:title + height, width:]
+    right[:] = 255
+    cv2.putText(right, "Participants (25)", (16, 30), FONT, 0.6, (30, 30, 30), 1, cv2.LINE_AA)
+    for i, y in enumerate(range(70, height - 20, 36)):
+        cv2.circle(right, (30, y), 13, ((180, 105, 75), (90, 140, 60), (60, 110, 200))[i % 3], -1)
+        cv2.putText(right, f"Student {i + 1}", (54, y + 6), FONT, 0.5, (50, 50, 50), 1, cv2.LINE_AA)
+    bar = screen[title + height:]
+    bar[:] = (48, 36, 32)
+    for i, x in enumerate(range(12, 400, 48)):
+        cv2.rectangle(bar, (x, 8), (x + 32, 40), ((215, 120, 0), (60, 180, 255), (90, 200, 90))[i % 3], -1)
+    cv2.putText(bar, "10:42", (width + panel - 70, 30), FONT, 0.55, (230, 230, 230), 1, cv2.LINE_AA)
+    return screen, (0, title)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_whole_monitor_capture(name, images):
+    """The same gallery in a whole-monitor capture: found in place, the desktop's chrome left out."""
+    screen, (dx, dy) = desktop(images[name])
+    tiles = find_tiles(screen)
+    assert len(tiles) == LABELS[name]["tiles"]
+    assert shape(tiles) == LABELS[name]["grid"]
+    shifted = [(t.row, t.col, t.box.x - dx, t.box.y - dy, t.box.w, t.box.h) for t in tiles]
+    assert shifted == [(t.row, t.col, t.box.x, t.box.y, t.box.w, t.box.h) for t in find_tiles(images[name])]
