@@ -152,6 +152,18 @@ def test_aggregate_only_keeps_names_out_of_the_picture(screenshot, gallery, tmp_
         assert as_key(caption(picture, box).split(":")[0]) == tile.key
 
 
+def test_an_excluded_student_is_not_in_the_picture(screenshot, gallery, tmp_path, config_home, capsys):
+    out = tmp_path / "check.png"
+    code, stdout, _ = run_check(capsys, screenshot, "--out", out, "--exclude", "r1c1", "--no-ocr", "--no-table",
+                                "--accept-notice")
+    assert code == 0
+    assert stdout.strip().startswith("8 tiles (3x3)")
+    box = gallery.tiles[0].box
+    assert not cv2.imread(str(out))[box.y:box.y2, box.x:box.x2].any()   # the whole tile black, face included
+    other = gallery.tiles[1].box
+    assert cv2.imread(str(out))[other.y:other.y2, other.x:other.x2].any()
+
+
 def test_check_needs_the_notice_accepted_and_writes_nothing_before(screenshot, tmp_path, config_home):
     out = tmp_path / "check.png"
     done = subprocess.run([sys.executable, "-m", "fer_overlay.cli", "check", str(screenshot), "--out", str(out)],
