@@ -30,6 +30,7 @@ BACKGROUND_TOLERANCE = 4   # grey levels; Zoom's camera-off #232323 on #1a1a1a d
 BORDER_SHARE = 0.3         # share of border pixels at the background level for a gallery frame
                            # (a panel on one side and a toolbar along another leave ~40%)
 BORDER_BAND = 4            # px deep: the border band read for the background level
+COVERED = 0.5              # tiles on the border's level covering less of the frame: other levels compete
 AREA_SHARE = 0.25          # share of the frame that the background's area must span
 LEVELS = 4                 # without a background border: this many most common flat levels are tried ...
 FLAT_SHARE = 0.02          # ... each covering at least this share of the frame
@@ -68,65 +69,84 @@ def find_tiles(image: np.ndarray) -> tuple[Tile, ...]:
 def _find(gray: np.ndarray) -> tuple[tuple[Tile, ...], int | None]:
     """The tiles and the background level they stand on (None when the frame is one tile).
 
-    Of several candidate levels, the one whose tiles cover most of the frame wins: a side
-    panel's avatars or a taskbar's icons can make a small grid too.
+    The level along the frame's border first. Where its tiles cover less than COVERED of the
+    frame, the frame's common flat levels compete (the gaps of a region cropped at the tiles,
+    a whole-monitor capture), and the level whose tiles, two at least, cover most wins: a
+    side panel's avatars or a taskbar's icons can make a small grid too.
     """
     height, width = gray.shape
-    best: list[list[Box]] = []
-    level = None
-    for background in _backgrounds(gray):
-        rows = _gallery(gray, background)
-        if sum(b.area for row in rows for b in row) > sum(b.area for row in best for b in row):
-            best, level = rows, background
+    border = _border_level(gray)
+    best = _gallery(gray, *border) if border else []
+    level = border[0] if best and border else None
+
+    def covered(rows: list[list[Box]]) -> int:
+        return sum(b.area for row in rows for b in row)
+
+    if covered(best) < COVERED * gray.size:
+        for background, area in _flat_levels(gray):
+            rows = _gallery(gray, background, area) if background != level else []
+            if sum(map(len, rows)) > 1 and covered(rows) > covered(best):
+                best, level = rows, background
     return (_index(best), level) if best else ((Tile(0, 0, Box(0, 0, width, height)),), None)
 
 
-def _gallery(gray: np.ndarray, background: int) -> list[list[Box]]:
-    """The tiles on ``background`` as rows of boxes, or none.
+def _gallery(gray: np.ndarray, background: int, area: Box) -> list[list[Box]]:
+    """The tiles on ``background`` in ``area`` (see ``_gallery_area``) as rows of boxes, or none.
 
     The XY cut first; where it finds no grid (no gaps: Meet's grid, 1 px gaps blurred away),
     the lattice of the tile edges.
     """
     height, width = gray.shape
-    area = _gallery_area(gray, background)
-    if area.area < AREA_SHARE * gray.size:
-        return []
     gray = gray[area.y:area.y2, area.x:area.x2]
     across = _mask(_shrink(gray, STRIDE, 1), background, (OPEN, 1))   # for the per-row profile
     down = _mask(_shrink(gray, 1, STRIDE), background, (1, OPEN))     # for per-column profiles
     rows = _grid(_cut(across, down, Box(0, 0, gray.shape[1], gray.shape[0]), by_rows=True))
-    # Meeting apps leave a margin round a gap-separated gallery; a "tile" at the frame's edge is a photo's part.
+    # A "tile" at the frame's edge may be part of a photo, unless others stand beside it and
+    # below it on one lattice: a region cropped at the tiles (meeting apps leave a margin).
     inside = all(0 < area.x + b.x and 0 < area.y + b.y and area.x + b.x2 < width and area.y + b.y2 < height
                  for row in rows for b in row)
-    rows = _complete(rows, across) if rows and inside else _lattice(gray, across)
+    lattice = len(rows) > 1 and max(map(len, rows)) > 1
+    rows = _complete(rows, across) if rows and (inside or lattice) else _lattice(gray, across)
     return [[Box(area.x + b.x, area.y + b.y, b.w, b.h) for b in row] for row in rows]
 
 
-def _backgrounds(gray: np.ndarray) -> list[int]:
-    """Grey levels that may lie between the tiles, most likely first; none when no flat level can.
+def _border_level(gray: np.ndarray) -> tuple[int, Box] | None:
+    """The grey level along the frame's border with its gallery area, if a gallery's margin can be it.
 
-    Mostly the frame's border shows it: the level with most pixels in a band BORDER_BAND px
-    deep (not the outermost pixel rows: screenshots often carry a 1-2 px frame of another
-    colour), counted within half the tolerance: compression spreads the gaps' one level over
-    a few, while a flat toolbar along one edge keeps its exact level, and the narrow window
-    cannot settle between two close flat levels (Zoom's gaps and camera-off tiles, 8 apart).
-    Where the border is something else (a whole-monitor capture: title bar, side panel,
-    taskbar; a region cropped at the tiles), the frame's most common flat levels.
+    The level with most pixels in a band BORDER_BAND px deep (not the outermost pixel rows:
+    screenshots often carry a 1-2 px frame of another colour), counted within half the
+    tolerance: compression spreads the gaps' one level over a few, while a flat toolbar along
+    one edge keeps its exact level, and the narrow window cannot settle between two close flat
+    levels (Zoom's gaps and camera-off tiles, 8 apart). A taskbar or a title bar fills one
+    side; a gallery's margin runs along two at least, round an area of AREA_SHARE of the frame.
     """
     band = BORDER_BAND
     sides = [part.ravel() for part in (gray[:band], gray[-band:], gray[:, :band], gray[:, -band:])]
     border = np.concatenate(sides)
     background = int(_near_counts(border).argmax())
-    # A taskbar or title bar fills one side; a gallery's margin runs along two at least, round a large area.
     flanked = sum(np.mean(_is_background(side, background)) >= 0.5 for side in sides) >= 2
-    if (flanked and np.mean(_is_background(border, background)) >= BORDER_SHARE
-            and _gallery_area(gray, background).area >= AREA_SHARE * gray.size):
-        return [background]
-    near = _near_counts(gray[::STRIDE, ::STRIDE].ravel())
-    tolerance = BACKGROUND_TOLERANCE
-    peaks = [level for level in range(256) if near[level] >= FLAT_SHARE * near.sum() / (tolerance + 1)
-             and near[level] == near[max(level - tolerance, 0):level + tolerance + 1].max()]
-    return sorted(peaks, key=lambda level: -near[level])[:LEVELS]
+    if not flanked or np.mean(_is_background(border, background)) < BORDER_SHARE:
+        return None
+    area = _gallery_area(gray, background)
+    return (background, area) if area.area >= AREA_SHARE * gray.size else None
+
+
+def _flat_levels(gray: np.ndarray) -> list[tuple[int, Box]]:
+    """The frame's LEVELS most common flat grey levels with their gallery areas (AREA_SHARE of the frame).
+
+    For frames whose border is no gallery margin: a whole-monitor capture (title bar, side
+    panel, taskbar), a region cropped at the tiles (their gaps are the only background).
+    """
+    sample = gray[::STRIDE, ::STRIDE].ravel()
+    near, exact = _near_counts(sample), np.bincount(sample, minlength=256)
+    peaks: list[int] = []
+    for level in np.lexsort((-exact, -near)):      # most common first, then distinct from those kept
+        if near[level] < FLAT_SHARE * sample.size or len(peaks) == LEVELS:
+            break
+        if all(abs(int(level) - peak) > BACKGROUND_TOLERANCE for peak in peaks):
+            peaks.append(int(level))
+    areas = [(level, _gallery_area(gray, level)) for level in peaks]
+    return [(level, area) for level, area in areas if area.area >= AREA_SHARE * gray.size]
 
 
 def _near_counts(levels: np.ndarray) -> np.ndarray:
