@@ -27,6 +27,7 @@ RIM_SHARE = 0.95      # share of the rim that is flat (camera-off >= 0.98; video
 INSET = 0.05          # share of the tile's short side skipped at its edges: borders, round corners
 RIM = 0.08            # rim thickness, share of the short side (a Meet photo starts ~12% from the top)
 RIM_DEPTH = 0.75      # the rim's sides stop here, share of the height: the name label is below
+SAMPLE_WIDTH = 120    # px; larger tiles are sampled every n-th pixel down to about this width
 
 
 def is_camera_off(image: np.ndarray, tile: Tile) -> bool:
@@ -38,7 +39,8 @@ def is_camera_off(image: np.ndarray, tile: Tile) -> bool:
     box = tile.box.clip(image.shape[1], image.shape[0])
     if box == Box(0, 0, image.shape[1], image.shape[0]):
         return False
-    gray = to_gray(image[box.y:box.y2:2, box.x:box.x2:2])   # half resolution: flat areas stay flat
+    step = max(1, box.w // SAMPLE_WIDTH)
+    gray = to_gray(image[box.y:box.y2:step, box.x:box.x2:step])
     height, width = gray.shape
     inset = round(INSET * min(height, width))
     gray = gray[inset:height - inset, inset:width - inset]

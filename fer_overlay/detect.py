@@ -153,7 +153,9 @@ class TileFaces:
 def _thumbnail(gray: np.ndarray, box: Box) -> np.ndarray:
     """A tiny gray picture of the tile: compares in microseconds, blind to video noise."""
     box = box.clip(gray.shape[1], gray.shape[0])
-    view = gray[box.y:box.y2, box.x:box.x2]
+    # Every n-th pixel first: still 4 per thumbnail pixel, and 20x cheaper than averaging them all.
+    step = max(1, min(box.w // (4 * TILE_THUMB[0]), box.h // (4 * TILE_THUMB[1])))
+    view = gray[box.y:box.y2:step, box.x:box.x2:step]
     if view.size == 0:
         return np.zeros(TILE_THUMB[::-1], np.float32)
     return cv2.resize(view, TILE_THUMB, interpolation=cv2.INTER_AREA).astype(np.float32)
