@@ -140,10 +140,10 @@ def _flat_levels(gray: np.ndarray) -> list[tuple[int, Box]]:
     sample = gray[::STRIDE, ::STRIDE].ravel()
     near, exact = _near_counts(sample), np.bincount(sample, minlength=256)
     peaks: list[int] = []
-    for level in np.lexsort((-exact, -near)):      # most common first, then distinct from those kept
-        if near[level] < FLAT_SHARE * sample.size or len(peaks) == LEVELS:
+    for level in np.argsort(-exact, kind="stable"):   # flat UI colours are exact levels; distinct ones
+        if len(peaks) == LEVELS:
             break
-        if all(abs(int(level) - peak) > BACKGROUND_TOLERANCE for peak in peaks):
+        if near[level] >= FLAT_SHARE * sample.size and all(abs(int(level) - peak) > BACKGROUND_TOLERANCE for peak in peaks):
             peaks.append(int(level))
     areas = [(level, _gallery_area(gray, level)) for level in peaks]
     return [(level, area) for level, area in areas if area.area >= AREA_SHARE * gray.size]
