@@ -21,7 +21,6 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from fer_overlay.core import Box, Face, Tile
 from fer_overlay.preprocess import to_gray
@@ -307,6 +306,13 @@ def _profile(mask: np.ndarray, axis: int) -> np.ndarray:
     return cv2.reduce(mask, axis, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
 
 
+# Running maxima over the MIN_TILE positions before and after each one, for cv2.dilate.
+_BEFORE = np.ones((1, MIN_TILE + 1), np.uint8)
+_BEFORE[0, -1] = 0
+_AFTER = np.ones((1, MIN_TILE + 1), np.uint8)
+_AFTER[0, 0] = 0
+
+
 def _runs(profile: np.ndarray, floor: float, dip: bool = True) -> list[tuple[int, int]]:
     """[start, end) ranges of tiles along ``profile``, at least MIN_TILE long.
 
@@ -314,14 +320,14 @@ def _runs(profile: np.ndarray, floor: float, dip: bool = True) -> list[tuple[int
     compression smears thin gaps, well below the counts on both sides of it (the lower of
     the two maxima within MIN_TILE).
     """
-    n = len(profile)
     tile = profile > floor
     if dip:
-        nearby = sliding_window_view(np.pad(profile, MIN_TILE), MIN_TILE).max(axis=1)
-        tile &= profile > GAP_DIP * np.minimum(nearby[:n], nearby[MIN_TILE + 1:MIN_TILE + 1 + n])
-    edges = np.diff(np.concatenate(([0], tile.view(np.int8), [0])))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    return [(int(s), int(e)) for s, e in zip(starts, ends) if e - s >= MIN_TILE]
+        row = profile.astype(np.float32).reshape(1, -1)
+        before, after = (cv2.dilate(row, kernel, anchor=(anchor, 0), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+                         for kernel, anchor in ((_BEFORE, MIN_TILE), (_AFTER, 0)))
+        tile &= profile > GAP_DIP * np.minimum(before, after).ravel()
+    changes = np.flatnonzero(np.diff(tile, prepend=False, append=False)).tolist()   # start, end, start, ...
+    return [(s, e) for s, e in zip(changes[::2], changes[1::2]) if e - s >= MIN_TILE]
 
 
 def _grid(boxes: list[Box]) -> list[list[Box]]:
