@@ -29,7 +29,8 @@ TILE_WIDTH = 192          # px a faceless tile is resized to for the second look
 TILE_THUMB = (16, 9)      # gray thumbnail a tile's second look is kept with
 TILE_CHANGE = 4.0         # mean thumbnail difference (grey levels) that makes a tile look again
 TILE_MAX_AGE = 2.0        # s; a second look is never reused for longer (slow drifts add up)
-TILE_LOOKS_PER_FRAME = 3  # stale tiles looked at again per frame (~1.5 ms each on one 2-core CPU)
+TILE_LOOKS_PER_FRAME = 3  # stale tiles looked at again per frame (~2 ms each on a 2-core CPU)
+BYSTANDER = 0.5           # a face under this share of its tile's tallest face's height is someone behind
 
 
 class FaceDetector:
@@ -142,12 +143,25 @@ class TileFaces:
                 stale.append((look.timestamp, tile, thumb))
         for _, tile, thumb in sorted(stale, key=lambda due: due[0])[:TILE_LOOKS_PER_FRAME]:
             self._look(image, tile, thumb, timestamp)
-        return tuple(faces + [dataclasses.replace(face, tile=tile)
-                              for tile in faceless for face in self._looks[tile.box].faces])
+        return _without_bystanders(faces + [dataclasses.replace(face, tile=tile)
+                                            for tile in faceless for face in self._looks[tile.box].faces])
 
     def _look(self, image: np.ndarray, tile: Tile, thumb: np.ndarray, timestamp: float) -> None:
         self._looks[tile.box] = _Look(thumb, timestamp, self.detector.detect_in(image, tile.box, self.width))
         self.looked += 1
+
+
+def _without_bystanders(faces: list[Face]) -> tuple[Face, ...]:
+    """``faces`` less those far smaller than the largest face of their tile.
+
+    A second person beside the student is about as large (0.8 of the height on the dev set);
+    people walking by far behind are a third of it or less and would each get a table row.
+    """
+    tallest: dict[Tile, int] = {}
+    for face in faces:
+        if face.tile is not None:
+            tallest[face.tile] = max(tallest.get(face.tile, 0), face.box.h)
+    return tuple(f for f in faces if f.tile is None or f.box.h >= BYSTANDER * tallest[f.tile])
 
 
 def _thumbnail(gray: np.ndarray, box: Box) -> np.ndarray:

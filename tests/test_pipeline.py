@@ -141,6 +141,18 @@ def test_a_face_the_whole_frame_pass_finds_now_and_then_keeps_its_second_look():
     assert detector.looks == [tiles[1].box]
 
 
+def test_people_far_behind_the_student_are_not_faces_of_the_tile():
+    tiles = (Tile(0, 0, Box(0, 0, 100, 60)), Tile(0, 1, Box(100, 0, 100, 60)))
+    student, behind = Box(30, 10, 30, 40), Box(70, 20, 10, 12)
+    pair = (Box(110, 10, 30, 40), Box(150, 12, 26, 34))   # two people side by side
+
+    class Detector:
+        def detect(self, image):
+            return tuple(Face(box, ((0, 0),) * 5, 0.9) for box in (student, behind, *pair))
+
+    image = np.zeros((60, 200, 3), np.uint8)
+    found = TileFaces(Detector(), width=0)(image, to_gray(image), tiles, 0.0)
+    assert [f.box for f in found] == [student, *pair]
 def test_stale_tiles_are_looked_at_again_a_few_per_frame_oldest_first():
     tiles = tuple(Tile(0, c, Box(c * 40, 0, 40, 30)) for c in range(2 * TILE_LOOKS_PER_FRAME))
     image = np.random.default_rng(0).integers(0, 255, (30, 40 * len(tiles), 3), np.uint8)
