@@ -17,7 +17,7 @@ far smaller than a tile (toolbar icons, panel text in the background colour) are
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -29,10 +29,11 @@ BACKGROUND_TOLERANCE = 4   # grey levels; Zoom's camera-off #232323 on #1a1a1a d
 BORDER_SHARE = 0.3         # share of border pixels at the background level for a gallery frame
                            # (a panel on one side and a toolbar along another leave ~40%)
 BORDER_BAND = 4            # px deep: the border band read for the background level
-COVERED = 0.5              # tiles on the border's level covering less of the frame: other levels compete
+COVERED = 0.5              # tiles covering this share of their gallery area end the search for the background
 AREA_SHARE = 0.25          # share of the frame that the background's area must span
 LEVELS = 4                 # without a background border: this many most common flat levels are tried ...
 FLAT_SHARE = 0.02          # ... each covering at least this share of the frame
+FLATNESS = 0.35            # ... and as one exact level (a gradient or a photo spreads over many)
 ROW_FILL = 0.02            # a pixel row with more non-background pixels than this share crosses tiles
 COL_FILL = 0.2             # same for a pixel column within one band of tiles (robust to a cursor)
 GAP_DIP = 0.3              # ... and not below this share of the counts on both sides of it
@@ -68,24 +69,21 @@ def find_tiles(image: np.ndarray) -> tuple[Tile, ...]:
 def _find(gray: np.ndarray) -> tuple[tuple[Tile, ...], int | None]:
     """The tiles and the background level they stand on (None when the frame is one tile).
 
-    The level along the frame's border first. Where its tiles cover less than COVERED of the
-    frame, the frame's common flat levels compete (the gaps of a region cropped at the tiles,
-    a whole-monitor capture), and the level whose tiles, two at least, cover most wins: a
-    side panel's avatars or a taskbar's icons can make a small grid too.
+    Candidate levels in turn (see ``_candidates``) until one's tiles cover COVERED of its
+    gallery area; else the one whose tiles cover most of the frame wins, since a side panel's
+    avatars or a taskbar's icons make small grids too. Only the border's level may give a
+    single tile (a 1x1 gallery in its margin).
     """
     height, width = gray.shape
-    border = _border_level(gray)
-    best = _gallery(gray, *border) if border else []
-    level = border[0] if best and border else None
-
-    def covered(rows: list[list[Box]]) -> int:
-        return sum(b.area for row in rows for b in row)
-
-    if covered(best) < COVERED * gray.size:
-        for background, area in _flat_levels(gray):
-            rows = _gallery(gray, background, area) if background != level else []
-            if sum(map(len, rows)) > 1 and covered(rows) > covered(best):
-                best, level = rows, background
+    best: list[list[Box]] = []
+    level = None
+    for background, area, border in _candidates(gray):
+        rows = _gallery(gray, background, area)
+        covered = sum(b.area for row in rows for b in row)
+        if (border or sum(map(len, rows)) > 1) and covered > sum(b.area for row in best for b in row):
+            best, level = rows, background
+        if best and covered >= COVERED * area.area:
+            break
     return (_index(best), level) if best else ((Tile(0, 0, Box(0, 0, width, height)),), None)
 
 
@@ -130,22 +128,30 @@ def _border_level(gray: np.ndarray) -> tuple[int, Box] | None:
     return (background, area) if area.area >= AREA_SHARE * gray.size else None
 
 
-def _flat_levels(gray: np.ndarray) -> list[tuple[int, Box]]:
-    """The frame's LEVELS most common flat grey levels with their gallery areas (AREA_SHARE of the frame).
+def _candidates(gray: np.ndarray) -> Iterator[tuple[int, Box, bool]]:
+    """Grey levels that may lie between the tiles, with their gallery areas (AREA_SHARE of the
+    frame at least) and whether the level is the border's; worked out only as they are needed.
 
-    For frames whose border is no gallery margin: a whole-monitor capture (title bar, side
-    panel, taskbar), a region cropped at the tiles (their gaps are the only background).
+    The border's level first (see ``_border_level``). Then, for frames whose border is no
+    gallery margin (a whole-monitor capture: title bar, side panel, taskbar; a region cropped
+    at the tiles, whose gaps are the only background), the frame's LEVELS most common flat
+    levels: UI colours are exact levels, a gradient or a photo spreads over many.
     """
+    border = _border_level(gray)
+    if border:
+        yield *border, True
     sample = gray[::STRIDE, ::STRIDE].ravel()
     near, exact = _near_counts(sample), np.bincount(sample, minlength=256)
-    peaks: list[int] = []
-    for level in np.argsort(-exact, kind="stable"):   # flat UI colours are exact levels; distinct ones
-        if len(peaks) == LEVELS:
+    peaks = [border[0]] if border else []
+    for level in np.argsort(-exact, kind="stable").tolist():
+        if len(peaks) == LEVELS + bool(border):
             break
-        if near[level] >= FLAT_SHARE * sample.size and all(abs(int(level) - peak) > BACKGROUND_TOLERANCE for peak in peaks):
-            peaks.append(int(level))
-    areas = [(level, _gallery_area(gray, level)) for level in peaks]
-    return [(level, area) for level, area in areas if area.area >= AREA_SHARE * gray.size]
+        flat = near[level] >= FLAT_SHARE * sample.size and exact[level] >= FLATNESS * near[level]
+        if flat and all(abs(level - peak) > BACKGROUND_TOLERANCE for peak in peaks):
+            peaks.append(level)
+            area = _gallery_area(gray, level)
+            if area.area >= AREA_SHARE * gray.size:
+                yield level, area, False
 
 
 def _near_counts(levels: np.ndarray) -> np.ndarray:
