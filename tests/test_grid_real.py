@@ -97,13 +97,21 @@ def test_tile_finder_watches_a_real_gallery(name, images):
     assert finder(image.copy(), 1.0) == find_tiles(image) and finder.detections == 1
 
 
-@pytest.mark.parametrize("name", NAMES)
+BLURRED_GAPS = pytest.mark.xfail(strict=True, reason="a downscaled picture: its 1 px gaps are blurred into the "
+                                  "tiles, so cut at the tiles no flat background level is left to find them by")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=BLURRED_GAPS) if n == "zoom_ipad_promo_2x2" else n
+                                  for n in NAMES])
 def test_region_cropped_to_the_gallery(name, images):
     """A teacher's --region drawn tightly round the tiles: no margin, tiles touch the frame's edge."""
     x, y, w, h = LABELS[name]["gallery_box"]
     tiles = find_tiles(images[name][y:y + h, x:x + w])
+    alone = find_tiles(images[name])
+    assert [(t.row, t.col) for t in tiles] == [(t.row, t.col) for t in alone]
     assert len(tiles) == LABELS[name]["tiles"]
-    assert shape(tiles) == LABELS[name]["grid"]
+    edges = np.array([(t.box.x + x, t.box.y + y, t.box.x2 + x, t.box.y2 + y) for t in tiles])
+    assert np.abs(edges - [(t.box.x, t.box.y, t.box.x2, t.box.y2) for t in alone]).max() <= EDGE_TOLERANCE
 
 
 def desktop(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
