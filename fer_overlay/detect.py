@@ -127,7 +127,8 @@ class TileFaces:
 
         ``gray`` is ``image`` in gray, which the change check reads.
         """
-        faces = [f for f in assign_tiles(self.detector.detect(image), tiles) if f.tile is None or f.tile.key not in skip]
+        faces = [f for f in assign_tiles(self.detector.detect(image), tiles)
+                 if f.tile is None or f.tile.key not in skip]
         seen = {f.tile.key for f in faces if f.tile is not None}
         faceless = [t for t in tiles if self.width and t.key not in seen and t.key not in skip]
         # Looks of tiles with a face this frame are kept: the whole-frame pass flickers on some faces.

@@ -69,7 +69,8 @@ class Timed:
 @pytest.fixture(scope="module")
 def labels() -> dict:
     if not (MEETINGS / "labels.json").exists():
-        pytest.skip(f"real meeting screenshots not found at {MEETINGS} (only developers' and CI machines have ../shared)")
+        pytest.skip(f"real meeting screenshots not found at {MEETINGS} "
+                    "(only developers' and CI machines have ../shared)")
     return json.loads((MEETINGS / "labels.json").read_text())
 
 
