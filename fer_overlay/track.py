@@ -51,6 +51,10 @@ class Tracker:
 
     History is keyed by student id, so a named student keeps their smoothing and mix when
     the gallery reshuffles their tile, and keeps a ``left`` row once their name is gone.
+    One student is one row: a tile key's history becomes the name's once the label is read,
+    and a tile keeps its last name while its label is unreadable and the layout unchanged
+    (a hand over the label for a frame must not split the student into ``r3c1`` and a
+    ``left`` row).
     """
 
     def __init__(self, half_life: float = 1.5, flag: FlagRule = FlagRule()):
@@ -60,6 +64,8 @@ class Tracker:
         self._window = max(MIX_WINDOW, flag.for_seconds)
         self._memory: dict[str, _Memory] = {}
         self._named: dict[str, None] = {}   # every named student seen, in order of first appearance
+        self._owners: dict[str, str] = {}   # tile key -> the name last read on it, this layout
+        self._layout: tuple[Tile, ...] = ()
 
     def update(self, faces: tuple[Face, ...], tiles: tuple[Tile, ...], timestamp: float,
                names: Mapping[str, str] | None = None,
@@ -70,11 +76,13 @@ class Tracker:
         holds the keys of tiles without video. A tile without a face is ``camera_off`` or
         ``no_face``; a named student in no tile now is ``left``.
         """
-        names = names or {}
+        names = self._sticky(names or {}, tiles)
         for key, name in names.items():
-            # A label read for the first time names the student its tile already had.
-            if key in self._memory and name not in self._memory:
-                self._memory[name] = self._memory.pop(key)
+            # A label read for the first time names the student its tile already had; the
+            # tile key's history never stays behind as a second row.
+            memory = self._memory.pop(key, None)
+            if memory is not None and name not in self._memory:
+                self._memory[name] = memory
         self._named.update(dict.fromkeys(names.values()))
         out_faces, rows = [], {}
         for face, sid in zip(faces, student_ids(faces, names)):
@@ -100,6 +108,20 @@ class Tracker:
                 rows[sid] = Student(id=sid, tile=None, status="left",
                                     mix=self._mix(memory, memory.updated) if memory else ())
         return tuple(out_faces), tuple(sorted(rows.values(), key=_row_order))
+
+    def _sticky(self, names: Mapping[str, str], tiles: tuple[Tile, ...]) -> dict[str, str]:
+        """This frame's names plus, for tiles unread now, the name last read there.
+
+        Kept only while the layout is the same tiles: after a reshuffle a tile key may show
+        someone else, and a wrong name is worse than a tile key until the label is read. A
+        name read on another tile moves there (one name, one tile).
+        """
+        if tiles != self._layout:
+            self._owners, self._layout = {}, tiles
+        for key, name in names.items():
+            self._owners = {k: n for k, n in self._owners.items() if n != name or k == key}
+            self._owners[key] = name
+        return dict(self._owners)
 
     def _smooth(self, sid: str, probs: np.ndarray, now: float) -> _Memory:
         memory = self._memory.get(sid)

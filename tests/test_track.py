@@ -62,3 +62,38 @@ def test_sustained_negative_expression_flags_the_student():
     assert not any(r["r1c1"] for r in rows[:40])          # not yet half of the last 20 s
     assert all(r["r1c1"] for r in rows[41:])               # sad for >= 10 of the last 20 s
     assert not any(r["r1c2"] for r in rows)
+
+
+def _rows(students):
+    return {s.id: s.status for s in students}
+
+
+def test_a_student_first_seen_by_tile_key_becomes_one_named_row_with_their_history():
+    tracker = Tracker(half_life=0.0)
+    for t in range(3):
+        tracker.update((face(T1, HAPPY),), (T1, T2), float(t))
+    faces, students = tracker.update((face(T1, SAD),), (T1, T2), 3.0, names={"r1c1": "Ana"})
+    assert _rows(students) == {"Ana": "present", "r1c2": "no_face"}
+    assert faces[0].student == "Ana"
+    assert students[0].mix[EMOTIONS.index("happy")] == pytest.approx(0.75)   # 3 of 4 frames: the tile's history
+
+
+def test_an_unreadable_label_for_a_frame_keeps_the_named_row():
+    tracker = Tracker(half_life=0.0)
+    tracker.update((face(T1, HAPPY),), (T1, T2), 0.0, names={"r1c1": "Ana", "r1c2": "Bo"})
+    seen = []
+    for t, names in enumerate([{"r1c2": "Bo"}, {}, {"r1c1": "Ana", "r1c2": "Bo"}], start=1):
+        faces, students = tracker.update((face(T1, HAPPY),), (T1, T2), float(t), names=names)
+        seen.append(_rows(students))
+        assert faces[0].student == "Ana"
+    assert seen == [{"Ana": "present", "Bo": "no_face"}] * 3   # never r1c1 beside a "left" Ana
+
+
+def test_a_name_read_on_another_tile_moves_there_and_a_new_layout_forgets_old_names():
+    tracker = Tracker(half_life=0.0)
+    tracker.update((face(T1, HAPPY),), (T1, T2), 0.0, names={"r1c1": "Ana"})
+    _, students = tracker.update((face(T2, HAPPY),), (T1, T2), 1.0, names={"r1c2": "Ana"})
+    assert _rows(students) == {"r1c1": "no_face", "Ana": "present"}   # one name, one tile
+    moved = Tile(0, 1, Box(120, 0, 80, 80))                             # the gallery was re-laid out
+    _, students = tracker.update((face(moved, SAD),), (T1, moved), 2.0)
+    assert _rows(students) == {"r1c1": "no_face", "r1c2": "present", "Ana": "left"}
