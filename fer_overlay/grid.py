@@ -30,6 +30,7 @@ BORDER_SHARE = 0.3         # share of border pixels at the background level for 
                            # (a panel on one side and a toolbar along another leave ~40%)
 BORDER_BAND = 4            # px deep: the border band read for the background level
 COVERED = 0.5              # tiles covering this share of their gallery area end the search for the background
+REGION_SHARE = 0.25        # background regions this share of the largest one's size belong to the gallery too
 AREA_SHARE = 0.25          # share of the frame that the background's area must span
 LEVELS = 4                 # without a background border: this many most common flat levels are tried ...
 FLAT_SHARE = 0.02          # ... each covering at least this share of the frame
@@ -48,9 +49,10 @@ DENSE = 0.5                # a lattice cell this full of non-background pixels h
 SPARSE = 0.02              # ... and a cell this full may be a camera-off tile in the background colour
 LAYOUT = 12                # side of the thumbnails camera-off cells' layouts are compared on
 LAYOUT_MATCH = 0.3         # correlation with the other such cells' mean layout for a repeated layout
-EDGE_STEP = 24             # grey levels between neighbours for a tile edge
+EDGE_STEP = 12             # grey levels between neighbours for a tile edge
 MIN_PITCH = 24             # px; smaller lattices are text or texture, not tiles ...
 MAX_CELLS = 16             # ... and so are lattices with more cells than this along the gallery
+HARMONIC = 0.8             # a lag this close to the strongest autocorrelation is the pitch, if shorter
 LINE_SUPPORT = 0.8         # share of the lines between cells that must hold a long tile edge
 LATTICE = 8                # px between the points TileFinder watches between tiles
 
@@ -135,7 +137,8 @@ def _candidates(gray: np.ndarray) -> Iterator[tuple[int, Box, bool]]:
     The border's level first (see ``_border_level``). Then, for frames whose border is no
     gallery margin (a whole-monitor capture: title bar, side panel, taskbar; a region cropped
     at the tiles, whose gaps are the only background), the frame's LEVELS most common flat
-    levels: UI colours are exact levels, a gradient or a photo spreads over many.
+    levels (UI colours are exact levels, a gradient or a photo spreads over many), widest
+    area first: the gaps run through the whole gallery, a camera-off tile's grey does not.
     """
     border = _border_level(gray)
     if border:
@@ -144,14 +147,15 @@ def _candidates(gray: np.ndarray) -> Iterator[tuple[int, Box, bool]]:
     near, exact = _near_counts(sample), np.bincount(sample, minlength=256)
     peaks = [border[0]] if border else []
     for level in np.argsort(-exact, kind="stable").tolist():
-        if len(peaks) == LEVELS + bool(border):
-            break
         flat = near[level] >= FLAT_SHARE * sample.size and exact[level] >= FLATNESS * near[level]
         if flat and all(abs(level - peak) > BACKGROUND_TOLERANCE for peak in peaks):
             peaks.append(level)
-            area = _gallery_area(gray, level)
-            if area.area >= AREA_SHARE * gray.size:
-                yield level, area, False
+        if len(peaks) == LEVELS + bool(border):
+            break
+    areas = [(level, _gallery_area(gray, level)) for level in peaks[bool(border):]]
+    for level, area in sorted(areas, key=lambda candidate: -candidate[1].area):
+        if area.area >= AREA_SHARE * gray.size:
+            yield level, area, False
 
 
 def _near_counts(levels: np.ndarray) -> np.ndarray:
@@ -266,18 +270,24 @@ def _split(across: np.ndarray, down: np.ndarray, box: Box, rows: bool, dip: bool
 
 
 def _gallery_area(gray: np.ndarray, background: int) -> Box:
-    """The bounding box of the largest connected background region: the gaps around the tiles.
+    """The bounding box of the large connected background regions: the gaps around the tiles.
 
-    Worked out on STRIDE x STRIDE blocks that hold any background pixel, so 2 px gaps stay
-    connected at a sixteenth of the pixels (~0.3 ms at 1080p).
+    The largest region, and those at least REGION_SHARE of its size: tiles edge to edge
+    across the whole width part the margin above them from the one below. Text in the
+    background colour on a panel makes only small regions. Worked out on STRIDE x STRIDE
+    blocks that hold any background pixel, so 2 px gaps stay connected at a sixteenth of the
+    pixels (~0.3 ms at 1080p).
     """
     near = (cv2.absdiff(gray, background) <= BACKGROUND_TOLERANCE).astype(np.uint8)
     blocks = _shrink(near * 255, STRIDE, STRIDE) > 0
     count, _, stats, _ = cv2.connectedComponentsWithStats(blocks.view(np.uint8), connectivity=4)
     if count < 2:
         return Box(0, 0, gray.shape[1], gray.shape[0])
-    x, y, w, h = stats[1 + int(stats[1:, cv2.CC_STAT_AREA].argmax()), :4] * STRIDE
-    return Box(int(x), int(y), int(w), int(h)).clip(gray.shape[1], gray.shape[0])
+    stats = stats[1:]
+    large = stats[stats[:, cv2.CC_STAT_AREA] >= REGION_SHARE * stats[:, cv2.CC_STAT_AREA].max()]
+    x, y = large[:, 0].min() * STRIDE, large[:, 1].min() * STRIDE
+    x2, y2 = (large[:, 0] + large[:, 2]).max() * STRIDE, (large[:, 1] + large[:, 3]).max() * STRIDE
+    return Box(int(x), int(y), int(x2 - x), int(y2 - y)).clip(gray.shape[1], gray.shape[0])
 
 
 def assign_tiles(faces: Sequence[Face], tiles: Sequence[Tile]) -> tuple[Face, ...]:
@@ -457,8 +467,9 @@ def _lattice(gray: np.ndarray, mask: np.ndarray) -> list[list[Box]]:
     height, width = gray.shape
     across = _steps(gray[::STRIDE], axis=1)      # vertical edges, on every STRIDE-th row
     down = _steps(gray[:, ::STRIDE], axis=0)     # horizontal edges, on every STRIDE-th column
-    xs = _lines(_profile(across, 0) / across.shape[0], width)
-    ys = _lines(_profile(down, 1) / down.shape[1], height)
+    # Only edges MIN_PITCH long count: a row of names or avatars at one place in every cell is no line.
+    xs = _lines(_profile(_long(across, MIN_PITCH // STRIDE, 0), 0) / across.shape[0], width)
+    ys = _lines(_profile(_long(down, MIN_PITCH // STRIDE, 1), 1) / down.shape[1], height)
     if len(xs) < 3 or len(ys) < 3:      # one row or column of cells is no evidence of a lattice
         return []
     if not (_supported(xs, across, (ys[1] - ys[0]) // (2 * STRIDE), 0)
@@ -499,7 +510,10 @@ def _lines(profile: np.ndarray, length: int) -> list[int]:
         return []
     centred = profile - profile.mean()
     spectrum = np.fft.rfft(centred, 2 * n)
-    pitch = low + int(np.fft.irfft(spectrum * np.conj(spectrum))[low:high + 1].argmax())
+    correlation = np.fft.irfft(spectrum * np.conj(spectrum))[low - 1:high + 2]
+    # The first lag nearly as strong as the strongest: sparse lines make their multiples as strong.
+    peaks = (correlation[1:-1] >= correlation[:-2]) & (correlation[1:-1] >= correlation[2:])
+    pitch = low + int(np.argmax(peaks & (correlation[1:-1] >= HARMONIC * correlation[1:-1].max())))
     phase = int(np.bincount(np.arange(n) % pitch, profile, minlength=pitch).argmax())
     near = max(2, round(0.03 * pitch))
     peaks = np.array([max(g - near, 0) + int(profile[max(g - near, 0):g + near + 1].argmax())
@@ -510,10 +524,14 @@ def _lines(profile: np.ndarray, length: int) -> list[int]:
     return [min(max(x, 0), length) for x in lines if -near <= x <= length + near]
 
 
+def _long(steps: np.ndarray, run: int, axis: int) -> np.ndarray:
+    """The ``steps`` in straight runs of ``run`` samples at least: down the columns (axis 0) or along the rows."""
+    return cv2.erode(steps, np.ones((max(run, 1), 1) if axis == 0 else (1, max(run, 1)), np.uint8))
+
+
 def _supported(lines: list[int], steps: np.ndarray, run: int, axis: int) -> bool:
     """Whether most lines between cells hold, near them, an edge ``run`` samples long across ``axis``'s lines."""
-    kernel = np.ones((max(run, 1), 1) if axis == 0 else (1, max(run, 1)), np.uint8)
-    long = _profile(cv2.erode(steps, kernel), axis)
+    long = _profile(_long(steps, run, axis), axis)
     near = max(2, round(0.03 * (lines[1] - lines[0])))
     held = [long[max(x - 1 - near, 0):x + near].any() for x in lines[1:-1]]
     return np.mean(held) >= LINE_SUPPORT
