@@ -71,26 +71,29 @@ def find_tiles(image: np.ndarray) -> tuple[Tile, ...]:
 def _find(gray: np.ndarray) -> tuple[tuple[Tile, ...], int | None]:
     """The tiles and the background level they stand on (None when the frame is one tile).
 
-    Candidate levels in turn (see ``_candidates``) until one's tiles cover COVERED of its
-    gallery area; else the one whose tiles cover most of the frame wins, since a side panel's
-    avatars or a taskbar's icons make small grids too. Only the border's level may give a
-    single tile (a 1x1 gallery in its margin).
+    Candidate levels in turn (see ``_candidates``). Tiles cut apart at gaps are stronger
+    evidence than a lattice of edges (on a camera-off tile's grey as background, video tiles
+    still make one), and among equals the tiles that cover most of the frame win: a side
+    panel's avatars or a taskbar's icons make small grids too. The search ends at tiles that
+    cover COVERED of their gallery area, cut apart or on the border's level. Only the border's
+    level may give a single tile (a 1x1 gallery in its margin).
     """
     height, width = gray.shape
     best: list[list[Box]] = []
-    level = None
+    level, strength = None, (False, 0)
     for background, area, border in _candidates(gray):
-        rows = _gallery(gray, background, area)
+        rows, cut = _gallery(gray, background, area)
         covered = sum(b.area for row in rows for b in row)
-        if (border or sum(map(len, rows)) > 1) and covered > sum(b.area for row in best for b in row):
-            best, level = rows, background
-        if best and covered >= COVERED * area.area:
+        if (border or sum(map(len, rows)) > 1) and (cut, covered) > strength:
+            best, level, strength = rows, background, (cut, covered)
+        if rows and (cut or border) and covered >= COVERED * area.area:
             break
     return (_index(best), level) if best else ((Tile(0, 0, Box(0, 0, width, height)),), None)
 
 
-def _gallery(gray: np.ndarray, background: int, area: Box) -> list[list[Box]]:
-    """The tiles on ``background`` in ``area`` (see ``_gallery_area``) as rows of boxes, or none.
+def _gallery(gray: np.ndarray, background: int, area: Box) -> tuple[list[list[Box]], bool]:
+    """The tiles on ``background`` in ``area`` (see ``_gallery_area``) as rows of boxes, or none;
+    and whether the XY cut found them.
 
     The XY cut first; where it finds no grid (no gaps: Meet's grid, 1 px gaps blurred away),
     the lattice of the tile edges.
@@ -105,8 +108,9 @@ def _gallery(gray: np.ndarray, background: int, area: Box) -> list[list[Box]]:
     inside = all(0 < area.x + b.x and 0 < area.y + b.y and area.x + b.x2 < width and area.y + b.y2 < height
                  for row in rows for b in row)
     lattice = len(rows) > 1 and max(map(len, rows)) > 1
-    rows = _complete(rows, across) if rows and (inside or lattice) else _lattice(gray, across)
-    return [[Box(area.x + b.x, area.y + b.y, b.w, b.h) for b in row] for row in rows]
+    cut = bool(rows) and (inside or lattice)
+    rows = _complete(rows, across) if cut else _lattice(gray, across)
+    return [[Box(area.x + b.x, area.y + b.y, b.w, b.h) for b in row] for row in rows], cut
 
 
 def _border_level(gray: np.ndarray) -> tuple[int, Box] | None:
@@ -137,8 +141,7 @@ def _candidates(gray: np.ndarray) -> Iterator[tuple[int, Box, bool]]:
     The border's level first (see ``_border_level``). Then, for frames whose border is no
     gallery margin (a whole-monitor capture: title bar, side panel, taskbar; a region cropped
     at the tiles, whose gaps are the only background), the frame's LEVELS most common flat
-    levels (UI colours are exact levels, a gradient or a photo spreads over many), widest
-    area first: the gaps run through the whole gallery, a camera-off tile's grey does not.
+    levels: UI colours are exact levels, a gradient or a photo spreads over many.
     """
     border = _border_level(gray)
     if border:
@@ -147,15 +150,14 @@ def _candidates(gray: np.ndarray) -> Iterator[tuple[int, Box, bool]]:
     near, exact = _near_counts(sample), np.bincount(sample, minlength=256)
     peaks = [border[0]] if border else []
     for level in np.argsort(-exact, kind="stable").tolist():
+        if len(peaks) == LEVELS + bool(border):
+            break
         flat = near[level] >= FLAT_SHARE * sample.size and exact[level] >= FLATNESS * near[level]
         if flat and all(abs(level - peak) > BACKGROUND_TOLERANCE for peak in peaks):
             peaks.append(level)
-        if len(peaks) == LEVELS + bool(border):
-            break
-    areas = [(level, _gallery_area(gray, level)) for level in peaks[bool(border):]]
-    for level, area in sorted(areas, key=lambda candidate: -candidate[1].area):
-        if area.area >= AREA_SHARE * gray.size:
-            yield level, area, False
+            area = _gallery_area(gray, level)
+            if area.area >= AREA_SHARE * gray.size:
+                yield level, area, False
 
 
 def _near_counts(levels: np.ndarray) -> np.ndarray:
