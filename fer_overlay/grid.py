@@ -29,6 +29,7 @@ BACKGROUND_TOLERANCE = 4   # grey levels; Zoom's camera-off #232323 on #1a1a1a d
 BORDER_SHARE = 0.3         # share of border pixels at the background level for a gallery frame
                            # (a panel on one side and a toolbar along another leave ~40%)
 BORDER_BAND = 4            # px deep: the border band read for the background level
+SIDE_SHARE = 0.4           # share of one side's band at that level for a margin along that side
 COVERED = 0.5              # tiles covering this share of their gallery area end the search for the background
 REGION_SHARE = 0.25        # background regions this share of the largest one's size belong to the gallery too
 AREA_SHARE = 0.25          # share of the frame that the background's area must span
@@ -44,6 +45,7 @@ MIN_TILE = 12              # px; thinner runs are noise, not tiles
 DEBRIS_SIDE = 2 * MIN_TILE # px; boxes smaller both ways are not cut further (avatars, icons, letters)
 DEBRIS = 0.25              # boxes under this share of the tile area are not tiles, nor evidence against a grid
 SIZE_TOLERANCE = 0.05      # sizes and gaps may vary by this share of the tile size (at least SNAP)
+MAX_GAP = 1.0              # gaps between tiles are at most as wide as the tiles
 SNAP = 3                   # px; edges this close are the same edge
 DENSE = 0.5                # a lattice cell this full of non-background pixels holds a tile (video, camera off)
 SPARSE = 0.02              # ... and a cell this full may be a camera-off tile in the background colour
@@ -86,8 +88,8 @@ def _find(gray: np.ndarray) -> tuple[tuple[Tile, ...], int | None]:
         covered = sum(b.area for row in rows for b in row)
         if (border or sum(map(len, rows)) > 1) and (cut, covered) > strength:
             best, level, strength = rows, background, (cut, covered)
-        if rows and (cut or border) and covered >= COVERED * area.area:
-            break
+            if (cut or border) and covered >= COVERED * area.area:
+                break
     return (_index(best), level) if best else ((Tile(0, 0, Box(0, 0, width, height)),), None)
 
 
@@ -127,7 +129,7 @@ def _border_level(gray: np.ndarray) -> tuple[int, Box] | None:
     sides = [part.ravel() for part in (gray[:band], gray[-band:], gray[:, :band], gray[:, -band:])]
     border = np.concatenate(sides)
     background = int(_near_counts(border).argmax())
-    flanked = sum(np.mean(_is_background(side, background)) >= 0.5 for side in sides) >= 2
+    flanked = sum(np.mean(_is_background(side, background)) >= SIDE_SHARE for side in sides) >= 2
     if not flanked or np.mean(_is_background(border, background)) < BORDER_SHARE:
         return None
     area = _gallery_area(gray, background)
@@ -395,7 +397,9 @@ def _rows(boxes: list[Box], w: float, h: float) -> list[list[Box]]:
 
     across = [right.x - left.x2 for row in rows for left, right in zip(row, row[1:]) if not between(left, right, 0)]
     down = [below[0].y - above[0].y2 for above, below in zip(rows, rows[1:]) if not between(above[0], below[0], 1)]
-    even = all(np.ptp(gaps) <= _tolerance(size) for gaps, size in ((across, w), (down, h)) if gaps)
+    # Narrow gaps too: avatars or labels at one place in every cell are evenly spaced as well.
+    even = all(np.ptp(gaps) <= _tolerance(size) and max(gaps) <= MAX_GAP * size
+               for gaps, size in ((across, w), (down, h)) if gaps)
     return rows if kept and even and 2 * len(kept) > len(boxes) else []
 
 
