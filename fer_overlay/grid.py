@@ -527,7 +527,8 @@ def _lines(profile: np.ndarray, length: int) -> list[int]:
     slope, offset = np.polyfit(np.round((peaks - peaks[0]) / pitch), peaks, 1) if len(peaks) > 1 else (pitch, peaks[0])
     first = offset - np.floor((offset + near) / slope) * slope
     lines = (round(first + i * slope) for i in range(int((length + near - first) // slope) + 1))
-    return [min(max(x, 0), length) for x in lines if -near <= x <= length + near]
+    # Lines this near the ends are the ends: tiles that touch the frame's edge have no edge there.
+    return [0 if x <= near else length if x >= length - near else x for x in lines if -near <= x <= length + near]
 
 
 def _long(steps: np.ndarray, run: int, axis: int) -> np.ndarray:

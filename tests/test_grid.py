@@ -148,6 +148,109 @@ def test_find_tiles_survives_jpeg(rows, cols, gap, size):
     assert_same_tiles(find_tiles(jpeg), gallery.tiles, tolerance=3)
 
 
+def edge_to_edge(rows: int, cols: int, count: int, size: tuple[int, int], camera_off: float,
+                 seed: int) -> tuple[np.ndarray, tuple[Tile, ...]]:
+    """Google Meet's grid view: tiles edge to edge across the whole width (a fractional pitch), no
+    gaps, camera-off tiles in the background colour with a round avatar above the name, every tile
+    with a muted-microphone dot and a name, a partly filled last row left-aligned."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    image = np.full((height, width, 3), (40, 22, 14), np.uint8)
+    xs = [round(c * width / cols) for c in range(cols + 1)]
+    tile_h = round(width / cols * 9 / 16)
+    top = (height - rows * tile_h) // 2
+    tiles = []
+    for i in range(count):
+        r, c = divmod(i, cols)
+        box = Box(xs[c], top + r * tile_h, xs[c + 1] - xs[c], tile_h)
+        tiles.append(Tile(r, c, box))
+        cell = image[box.y:box.y2, box.x:box.x2]
+        if rng.random() < camera_off:
+            cv2.circle(cell, (box.w // 2, box.h * 2 // 5), box.h // 5, rng.integers(90, 230, 3).tolist(), -1)
+        else:
+            cell[:] = rng.integers(60, 200, 3)
+            face = cv2.resize(drawn_face(2 * (seed * 100 + i) + 1), (box.h * 3 // 5, box.h * 3 // 5))
+            y, x = (box.h - face.shape[0]) // 2, (box.w - face.shape[1]) // 2
+            cell[y:y + face.shape[0], x:x + face.shape[1]] = face
+        cv2.circle(cell, (12, box.h - 12), 7, (40, 40, 220), -1)
+        cv2.putText(cell, f"Student {i + 1}", (24, box.h - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (240, 240, 240), 1,
+                    cv2.LINE_AA)
+    return image, tuple(tiles)
+
+
+@pytest.mark.parametrize("rows,cols,count,size,camera_off",
+                         [(9, 9, 75, (1280, 800), 0.6), (5, 6, 27, (1920, 1080), 0.3),
+                          (6, 6, 33, (1280, 800), 0.8), (7, 7, 45, (1920, 1080), 0.5)])
+def test_find_tiles_edge_to_edge_with_camera_off_tiles_in_the_background_colour(rows, cols, count, size, camera_off):
+    """No gaps to cut at, tiles touching the frame's sides, most cells only an avatar on the background:
+    the lattice of the tile edges, and cells repeating one layout."""
+    image, tiles = edge_to_edge(rows, cols, count, size, camera_off, seed=rows)
+    assert_same_tiles(find_tiles(image), tiles, tolerance=3)
+
+
+def desktop(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """``image`` as a maximised meeting window on a monitor: a title bar above it, a participants panel
+    (white, names beside coloured avatars) right of it, the OS taskbar below; and where it was put."""
+    height, width = image.shape[:2]
+    title, taskbar, panel = 32, 48, width // 4
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    screen = np.full((title + height + taskbar, width + panel, 3), 240, np.uint8)
+    cv2.putText(screen, "Meeting - Zoom", (40, 22), font, 0.55, (40, 40, 40), 1, cv2.LINE_AA)
+    cv2.rectangle(screen, (10, 8), (26, 24), (200, 120, 40), -1)
+    for i, x in enumerate(range(width + panel - 40, width + panel - 150, -46)):
+        cv2.rectangle(screen, (x - 8, 10), (x + 8, 22), (60, 60, 60), 1 + (i == 0))
+    screen[title:title + height, :width] = image
+    right = screen[title:title + height, width:]
+    right[:] = 255
+    cv2.putText(right, "Participants (25)", (16, 30), font, 0.6, (30, 30, 30), 1, cv2.LINE_AA)
+    for i, y in enumerate(range(70, height - 20, 36)):
+        cv2.circle(right, (30, y), 13, ((180, 105, 75), (90, 140, 60), (60, 110, 200))[i % 3], -1)
+        cv2.putText(right, f"Student {i + 1}", (54, y + 6), font, 0.5, (50, 50, 50), 1, cv2.LINE_AA)
+    bar = screen[title + height:]
+    bar[:] = (48, 36, 32)
+    for i, x in enumerate(range(12, 400, 48)):
+        cv2.rectangle(bar, (x, 8), (x + 32, 40), ((215, 120, 0), (60, 180, 255), (90, 200, 90))[i % 3], -1)
+    cv2.putText(bar, "10:42", (width + panel - 70, 30), font, 0.55, (230, 230, 230), 1, cv2.LINE_AA)
+    return screen, (0, title)
+
+
+def shifted(tiles: tuple[Tile, ...], dx: int, dy: int) -> tuple[Tile, ...]:
+    return tuple(Tile(t.row, t.col, Box(t.box.x + dx, t.box.y + dy, t.box.w, t.box.h)) for t in tiles)
+
+
+@pytest.mark.parametrize("style", STYLE_NAMES)
+def test_find_tiles_in_a_whole_monitor_capture(style):
+    """Title bar, taskbar and a white panel on the frame's border: the gaps' level is found inside."""
+    gallery = compose_gallery(faces_for(14, 8), 4, 4, (1280, 720), style=style, gap=6)
+    screen, (dx, dy) = desktop(gallery.image)
+    assert_same_tiles(find_tiles(screen), shifted(gallery.tiles, dx, dy))
+
+
+@pytest.mark.parametrize("style", STYLE_NAMES)
+def test_find_tiles_in_a_region_cropped_at_the_tiles(style):
+    """No margin: tiles touch all four sides of the frame, the gaps are the only background."""
+    gallery = compose_gallery(faces_for(23, 9), 5, 5, (1280, 720), style=style, gap=4)
+    boxes = [t.box for t in gallery.tiles]
+    x, y = min(b.x for b in boxes), min(b.y for b in boxes)
+    crop = gallery.image[y:max(b.y2 for b in boxes), x:max(b.x2 for b in boxes)]
+    assert_same_tiles(find_tiles(crop), shifted(gallery.tiles, -x, -y))
+
+
+def test_find_tiles_inside_a_frame_of_other_colours():
+    """Screenshots often carry a 1-2 px outline (a device frame, the window's border)."""
+    gallery = compose_gallery(faces_for(23, 10), 5, 5, (1280, 720), gap=6)
+    framed = cv2.copyMakeBorder(gallery.image, 2, 2, 2, 2, cv2.BORDER_CONSTANT, value=(90, 90, 90))
+    framed[0], framed[:, 0] = 200, 140
+    assert_same_tiles(find_tiles(framed), shifted(gallery.tiles, 2, 2))
+
+
+@pytest.mark.parametrize("speaker", [2, 8, 24])
+def test_one_pixel_gaps_bridged_by_the_speaker_border(speaker):
+    """Zoom's 7x7 at 640 px: 1 px gaps, which the speaker's border fills round its tile."""
+    gallery = compose_gallery(faces_for(49, 11, camera_off=0.0), 7, 7, (640, 400), gap=1, speaker=speaker)
+    assert_same_tiles(find_tiles(gallery.image), gallery.tiles)
+
+
 def photo(size=(1280, 720)) -> np.ndarray:
     rng = np.random.default_rng(0)
     coarse = rng.integers(0, 255, (size[1] // 16, size[0] // 16, 3)).astype(np.uint8)

@@ -18,11 +18,11 @@ import pytest
 from conftest import REPO
 from fer_overlay.core import Tile
 from fer_overlay.grid import TileFinder, find_tiles
+from test_grid import desktop
 
 MEETINGS = REPO.parent / "shared" / "data" / "meetings"
 BOX_TOLERANCE = 0.015     # share of the image size the found gallery box may stray from the label's
 EDGE_TOLERANCE = 3        # px a tile edge may move when the same gallery is found in another capture
-FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 def labels() -> dict:
@@ -38,7 +38,8 @@ NAMES = sorted(LABELS) or ["absent"]
 @pytest.fixture(scope="module")
 def images() -> dict[str, np.ndarray]:
     if not LABELS:
-        pytest.skip(f"real meeting screenshots not found at {MEETINGS} (only developers' and CI machines have ../shared)")
+        pytest.skip(f"real meeting screenshots not found at {MEETINGS} "
+                    "(only developers' and CI machines have ../shared)")
     return {name: cv2.imread(str(MEETINGS / f"{name}.png"), cv2.IMREAD_COLOR) for name in LABELS}
 
 
@@ -112,31 +113,6 @@ def test_region_cropped_to_the_gallery(name, images):
     assert len(tiles) == LABELS[name]["tiles"]
     edges = np.array([(t.box.x + x, t.box.y + y, t.box.x2 + x, t.box.y2 + y) for t in tiles])
     assert np.abs(edges - [(t.box.x, t.box.y, t.box.x2, t.box.y2) for t in alone]).max() <= EDGE_TOLERANCE
-
-
-def desktop(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
-    """``image`` as a maximised meeting window on a monitor: a title bar above it, a participants panel
-    (white, names beside coloured avatars) right of it, the OS taskbar below; and where it was put."""
-    height, width = image.shape[:2]
-    title, taskbar, panel = 32, 48, width // 4
-    screen = np.full((title + height + taskbar, width + panel, 3), 240, np.uint8)
-    cv2.putText(screen, "Meeting - Zoom", (40, 22), FONT, 0.55, (40, 40, 40), 1, cv2.LINE_AA)
-    cv2.rectangle(screen, (10, 8), (26, 24), (200, 120, 40), -1)
-    for i, x in enumerate(range(width + panel - 40, width + panel - 150, -46)):
-        cv2.rectangle(screen, (x - 8, 10), (x + 8, 22), (60, 60, 60), 1 + (i == 0))
-    screen[title:title + height, :width] = image
-    right = screen[title:title + height, width:]
-    right[:] = 255
-    cv2.putText(right, "Participants (25)", (16, 30), FONT, 0.6, (30, 30, 30), 1, cv2.LINE_AA)
-    for i, y in enumerate(range(70, height - 20, 36)):
-        cv2.circle(right, (30, y), 13, ((180, 105, 75), (90, 140, 60), (60, 110, 200))[i % 3], -1)
-        cv2.putText(right, f"Student {i + 1}", (54, y + 6), FONT, 0.5, (50, 50, 50), 1, cv2.LINE_AA)
-    bar = screen[title + height:]
-    bar[:] = (48, 36, 32)
-    for i, x in enumerate(range(12, 400, 48)):
-        cv2.rectangle(bar, (x, 8), (x + 32, 40), ((215, 120, 0), (60, 180, 255), (90, 200, 90))[i % 3], -1)
-    cv2.putText(bar, "10:42", (width + panel - 70, 30), FONT, 0.55, (230, 230, 230), 1, cv2.LINE_AA)
-    return screen, (0, title)
 
 
 @pytest.mark.parametrize("name", NAMES)
