@@ -1,16 +1,24 @@
 """The meeting's gallery grid, inferred from one frame, and which tile each face sits in.
 
-Zoom, Teams and Meet draw participants as equal rectangles separated by gaps of one flat
-dark colour. So: take the background level from the frame border, and the gallery area as
-the extent of the largest connected region at that level (the gaps and margins between the
-tiles), which leaves out a participants or chat panel and a toolbar in other colours. Then
-mark every pixel that differs from the background and cut the area at pixel rows and
-columns that are (almost) all background, again and again (an XY cut): bands of tile rows,
-then tiles. Each projection keeps full resolution along its own axis, so edges stay exact
-even with 2 px gaps, and averages STRIDE pixels across it, which evens out video
-compression noise (1080p: ~8 ms on one core). Equal tile sizes and even gaps tell a gallery
-from a photo or a slide; a tile that dark content cut short snaps back to its column; boxes
-far smaller than a tile (toolbar icons, panel text in the background colour) are debris.
+Zoom, Teams and Meet draw participants as equal rectangles on one lattice, mostly separated
+by gaps of one flat colour. The background level is the flat level along the frame's border
+(a window, or a region drawn with a margin); where the border is chrome (a whole-monitor
+capture: title bar, side panel, taskbar) or tiles (a region cropped at them), the frame's
+most common flat levels compete. The gallery area is the extent of the large connected
+regions at that level (the gaps and margins between the tiles), which leaves out a
+participants or chat panel and a toolbar in other colours. Then every pixel that differs
+from the background is marked and the area cut at pixel rows and columns that are (almost)
+all background, again and again (an XY cut): bands of tile rows, then tiles. Each
+projection keeps full resolution along its own axis, so edges stay exact even with 2 px
+gaps, and averages STRIDE pixels across it, which evens out video compression noise (1080p:
+~8 ms on one core). Equal tile sizes and even, narrow gaps tell a gallery from a photo, a
+slide or a column of avatars; a tile that dark content cut short snaps back to its column;
+boxes far smaller than a tile (toolbar icons, panel text in the background colour) are
+debris; cells of the lattice the tiles stand on that the cut missed (a speaker border
+bridging 1 px gaps) are tiles when as full as one. Without gaps (Meet's grid view, a
+downscaled capture's blurred 1 px gaps) the tiles' long straight edges still repeat at one
+pitch: the lattice comes from their periodicity, and its cells that are full, or repeat the
+layout of camera-off tiles drawn in the background colour, are the tiles.
 ``TileFinder`` runs this only when a stream's layout changes.
 """
 
@@ -326,13 +334,6 @@ def _profile(mask: np.ndarray, axis: int) -> np.ndarray:
     return cv2.reduce(mask, axis, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
 
 
-# Running maxima over the MIN_TILE positions before and after each one, for cv2.dilate.
-_BEFORE = np.ones((1, MIN_TILE + 1), np.uint8)
-_BEFORE[0, -1] = 0
-_AFTER = np.ones((1, MIN_TILE + 1), np.uint8)
-_AFTER[0, 0] = 0
-
-
 def _runs(profile: np.ndarray, floor: float, dip: bool = True) -> list[tuple[int, int]]:
     """[start, end) ranges of tiles along ``profile``, at least MIN_TILE long.
 
@@ -342,9 +343,11 @@ def _runs(profile: np.ndarray, floor: float, dip: bool = True) -> list[tuple[int
     """
     tile = profile > floor
     if dip:
-        row = profile.astype(np.float32).reshape(1, -1)
-        before, after = (cv2.dilate(row, kernel, anchor=(anchor, 0), borderType=cv2.BORDER_CONSTANT, borderValue=0)
-                         for kernel, anchor in ((_BEFORE, MIN_TILE), (_AFTER, 0)))
+        # Running maxima over the MIN_TILE positions before and after each one.
+        row, run = profile.astype(np.float32).reshape(1, -1), [1] * MIN_TILE
+        before, after = (cv2.dilate(row, np.array([kernel], np.uint8), anchor=(anchor, 0),
+                                    borderType=cv2.BORDER_CONSTANT, borderValue=0)
+                         for kernel, anchor in ((run + [0], MIN_TILE), ([0] + run, 0)))
         tile &= profile > GAP_DIP * np.minimum(before, after).ravel()
     changes = np.flatnonzero(np.diff(tile, prepend=False, append=False)).tolist()   # start, end, start, ...
     return [(s, e) for s, e in zip(changes[::2], changes[1::2]) if e - s >= MIN_TILE]
@@ -490,12 +493,18 @@ def _lattice(gray: np.ndarray, mask: np.ndarray) -> list[list[Box]]:
                                        interpolation=cv2.INTER_AREA).ravel() for r, c in sparse])
         total = layouts.sum(axis=0)
         for (r, c), layout in zip(sparse, layouts):
-            others = (total - layout) / (len(sparse) - 1)
-            if np.corrcoef(layout, others)[0, 1] >= LAYOUT_MATCH:
+            if _correlation(layout, (total - layout) / (len(sparse) - 1)) >= LAYOUT_MATCH:
                 repeated.add((r, c))
     rows = [[cell for c, cell in enumerate(row) if fills[r, c] >= DENSE or (r, c) in repeated]
             for r, row in enumerate(cells)]
     return [row for row in rows if row]
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two vectors; 0 where either is flat."""
+    a, b = a - a.mean(), b - b.mean()
+    norm = float(np.sqrt((a @ a) * (b @ b)))
+    return float(a @ b) / norm if norm else 0.0
 
 
 def _steps(gray: np.ndarray, axis: int) -> np.ndarray:
@@ -507,8 +516,10 @@ def _steps(gray: np.ndarray, axis: int) -> np.ndarray:
 def _lines(profile: np.ndarray, length: int) -> list[int]:
     """Positions of the lattice lines for an edge ``profile`` (the step after pixel i at i + 1), ends included.
 
-    The pitch is the autocorrelation's strongest lag; refined on the strongest step near each
-    line, since an integer pitch drifts over nine tiles.
+    The pitch is the shortest lag whose autocorrelation is nearly the strongest (sparse lines
+    make their multiples as strong), the phase the strongest position folded at that pitch;
+    both refined on the strongest step near each line, since an integer pitch drifts over
+    nine tiles.
     """
     n = len(profile)
     low, high = max(MIN_PITCH, n // MAX_CELLS), n // 2
@@ -517,9 +528,8 @@ def _lines(profile: np.ndarray, length: int) -> list[int]:
     centred = profile - profile.mean()
     spectrum = np.fft.rfft(centred, 2 * n)
     correlation = np.fft.irfft(spectrum * np.conj(spectrum))[low - 1:high + 2]
-    # The first lag nearly as strong as the strongest: sparse lines make their multiples as strong.
-    peaks = (correlation[1:-1] >= correlation[:-2]) & (correlation[1:-1] >= correlation[2:])
-    pitch = low + int(np.argmax(peaks & (correlation[1:-1] >= HARMONIC * correlation[1:-1].max())))
+    maxima = (correlation[1:-1] >= correlation[:-2]) & (correlation[1:-1] >= correlation[2:])
+    pitch = low + int(np.argmax(maxima & (correlation[1:-1] >= HARMONIC * correlation[1:-1].max())))
     phase = int(np.bincount(np.arange(n) % pitch, profile, minlength=pitch).argmax())
     near = max(2, round(0.03 * pitch))
     peaks = np.array([max(g - near, 0) + int(profile[max(g - near, 0):g + near + 1].argmax())
