@@ -360,9 +360,8 @@ def cmd_check(args, console: Console) -> int:
     import dataclasses
 
     from fer_overlay.dashboard import check_summary
-    from fer_overlay.draw import Annotator, cover
+    from fer_overlay.draw import Annotator
     from fer_overlay.errors import SourceError
-    from fer_overlay.preprocess import to_gray
     from fer_overlay.sinks import ImageFileSink
     from fer_overlay.sources import ImageSource
 
@@ -381,9 +380,7 @@ def cmd_check(args, console: Console) -> int:
         # --aggregate-only keeps names out of every file, this one included: tiles keep their keys.
         shown = result if not args.aggregate_only else dataclasses.replace(result, students=tuple(
             dataclasses.replace(s, id=s.tile.key) for s in result.students if s.tile))
-        # Opted-out students are not shown: their tiles (the grid's tiles the result left out) go black.
-        excluded = [t.box for t in analyzer.tiles(to_gray(frame.image), frame.timestamp) if t not in result.tiles]
-        sink.write(Annotator("check", banner=False).annotate(cover(frame.image, excluded), shown), shown)
+        sink.write(Annotator("check", banner=False).annotate(frame.image, shown), shown)
         sink.close()
     print(check_summary(result))
     console.print(f"check picture: {args.out} (it shows the students' faces: keep it to yourself)",

@@ -195,6 +195,7 @@ class FrameResult:
     students: tuple[Student, ...] = ()
     fps: float = 0.0              # analysis frames per second
     dropped: int = 0              # source frames never analysed (analysis was busy)
+    excluded: tuple[Tile, ...] = ()   # opted-out students' tiles: never analysed, blacked out in every picture
 
     @property
     def mood(self) -> Mood:

@@ -216,15 +216,6 @@ def _draw_check_tile(image: np.ndarray, check: TileCheck) -> None:
     _caption(image, text, box.x + thick, box.y + thick, px, color)
 
 
-def cover(image: np.ndarray, boxes: list[Box]) -> np.ndarray:
-    """A copy of ``image`` with ``boxes`` filled black (an opted-out student's tile: nothing of them shown)."""
-    out = image.copy()
-    for box in boxes:
-        box = box.clip(out.shape[1], out.shape[0])
-        out[box.y:box.y2, box.x:box.x2] = 0
-    return out
-
-
 def draw_banner(image: np.ndarray, result: FrameResult) -> np.ndarray:
     """Return a copy of ``image`` with the class-mood strip across its top."""
     out = image.copy()
@@ -287,6 +278,9 @@ class Annotator:
     def annotate(self, image: np.ndarray, result: FrameResult) -> np.ndarray:
         """Return a new annotated frame; ``image`` is never modified."""
         out = image.copy()
+        for tile in result.excluded:   # an opted-out student: nothing of them shown, in any mode
+            box = tile.box.clip(out.shape[1], out.shape[0])
+            out[box.y:box.y2, box.x:box.x2] = 0
         if self.mode == "check":
             for face in result.faces:
                 _draw_face(out, face, font_scale(out.shape[0]))

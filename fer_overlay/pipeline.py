@@ -67,17 +67,19 @@ class Analyzer:
         camera_off = frozenset(t.key for t in tiles if is_camera_off(gray, t))
         faces = self.faces(frame.image, gray, tiles, frame.timestamp, skip=camera_off)
         names = self.names.read(gray, tiles) if self.names else {}
+        excluded: tuple[Tile, ...] = ()
         if self.exclude:
             # Opted-out students are removed before classification: never classified, kept or shown.
-            excluded = self._excluded_tiles(tiles, names)
-            tiles = tuple(t for t in tiles if t.key not in excluded)
-            faces = tuple(f for f in faces if f.tile is None or f.tile.key not in excluded)
+            keys = self._excluded_tiles(tiles, names)
+            excluded = tuple(t for t in tiles if t.key in keys)
+            tiles = tuple(t for t in tiles if t.key not in keys)
+            faces = tuple(f for f in faces if f.tile is None or f.tile.key not in keys)
             names = {t.key: names[t.key] for t in tiles if t.key in names}
         if self.pseudonyms:
             names = {key: self.pseudonyms(name) for key, name in names.items()}
         faces = self.classify(gray, faces)
         faces, students = self.tracker.update(faces, tiles, frame.timestamp, names, camera_off)
-        return FrameResult(frame.index, frame.timestamp, frame.size, tiles, faces, students)
+        return FrameResult(frame.index, frame.timestamp, frame.size, tiles, faces, students, excluded=excluded)
 
     def _excluded_tiles(self, tiles: tuple[Tile, ...], names: dict[str, str]) -> set[str]:
         """Keys of the tiles to drop: excluded keys, and tiles showing an excluded name.

@@ -90,6 +90,20 @@ def test_excluded_students_appear_nowhere(screenshot, tmp_path, capsys):
     assert students and not students & {"r1c1", "r2c3"}
 
 
+@pytest.mark.parametrize("mode", ["full", "blur", "aggregate"])
+def test_an_excluded_tile_is_black_in_every_mode(screenshot, tmp_path, mode):
+    """Opting out must not make a student the one clear face of a blurred or aggregate feed."""
+    out, js = tmp_path / f"{mode}.png", tmp_path / "all.json"
+    assert main(["analyze", str(screenshot), "--no-ocr", "--no-table", "--json", str(js)]) == 0
+    tile = next(t for t in json.loads(js.read_text())["tiles"] if t["key"] == "r2c3")
+    assert main(["analyze", str(screenshot), "--no-ocr", "--no-table", "--exclude", "r2c3",
+                 "--mode", mode, "--out", str(out)]) == 0
+    x, y, w, h = tile["box"]
+    picture = cv2.imread(str(out))
+    assert picture[y:y + h, x:x + w].max() == 0
+    assert picture[y:y + h, x + w + 20:x + 2 * w].std() > 10   # the neighbour is untouched
+
+
 def test_aggregate_only_keeps_no_student_rows(screenshot, tmp_path, capsys):
     js, db = tmp_path / "out.json", tmp_path / "session.db"
     assert main(["analyze", str(screenshot), "--json", str(js), "--record", str(db), "--aggregate-only"]) == 0
