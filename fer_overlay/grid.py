@@ -112,14 +112,18 @@ def _gallery(gray: np.ndarray, background: int, area: Box) -> tuple[list[list[Bo
     gray = gray[area.y:area.y2, area.x:area.x2]
     across = _mask(_shrink(gray, STRIDE, 1), background, (OPEN, 1))   # for the per-row profile
     down = _mask(_shrink(gray, 1, STRIDE), background, (1, OPEN))     # for per-column profiles
-    rows = _grid(_cut(across, down, Box(0, 0, gray.shape[1], gray.shape[0]), by_rows=True))
+    boxes = _cut(across, down, Box(0, 0, gray.shape[1], gray.shape[0]), by_rows=True)
+    rows = _grid(boxes)
     # A "tile" at the frame's edge may be part of a photo, unless others stand beside it and
     # below it on one lattice: a region cropped at the tiles (meeting apps leave a margin).
     inside = all(0 < area.x + b.x and 0 < area.y + b.y and area.x + b.x2 < width and area.y + b.y2 < height
                  for row in rows for b in row)
     lattice = len(rows) > 1 and max(map(len, rows)) > 1
     cut = bool(rows) and (inside or lattice)
-    rows = _complete(rows, across) if cut else _lattice(gray, across)
+    rows = _complete(rows, boxes, across) if cut else _lattice(gray, across)
+    if cut and sum(map(len, rows)) == 1:       # one box: a 1x1 gallery, or gaps too thin to cut at
+        cells = _lattice(gray, across)
+        rows, cut = (cells, False) if cells else (rows, cut)
     return [[Box(area.x + b.x, area.y + b.y, b.w, b.h) for b in row] for row in rows], cut
 
 
@@ -426,13 +430,15 @@ def _lattice_starts(starts: list[int], pitch: float) -> list[int]:
     return filled
 
 
-def _complete(rows: list[list[Box]], mask: np.ndarray) -> list[list[Box]]:
+def _complete(rows: list[list[Box]], boxes: list[Box], mask: np.ndarray) -> list[list[Box]]:
     """``rows`` with the lattice cells the XY cut missed that hold a tile's worth of content.
 
     A speaker border bridging 1 px gaps merges tiles, a thick one makes a tile too big to
     fit: either way the cell between found rows and columns is left empty though it is as
     full as a tile. Columns come from the rows above the last (a centred last row is offset).
-    Whole rows of such cells above the found ones are tiles too: only a last row is partial.
+    Whole rows of such cells above the found ones are tiles too (only a last row is partial),
+    and whole columns beside them where the cut's ``boxes`` hold them on the lattice (merged
+    tiles; a side panel's box is not on it).
     """
     w = round(float(np.median([b.w for row in rows for b in row])))
     h = round(float(np.median([b.h for row in rows for b in row])))
@@ -443,10 +449,32 @@ def _complete(rows: list[list[Box]], mask: np.ndarray) -> list[list[Box]]:
         columns = _lattice_starts(columns, min(np.diff(columns)))
     if len(tops) > 1:
         tops = _lattice_starts(tops, min(np.diff(tops)))
-    # Rows above the found ones, full of tiles at the same pitch (the gaps across and down are equal).
-    pitch = tops[1] - tops[0] if len(tops) > 1 else h + columns[1] - columns[0] - w if len(columns) > 1 else 0
-    while pitch and tops[0] >= pitch and all(_fill(Box(x, tops[0] - pitch, w, h), mask) >= DENSE for x in columns):
-        tops.insert(0, tops[0] - pitch)
+    # The gaps across and down are equal: one pitch gives the other.
+    gap = tops[1] - tops[0] - h if len(tops) > 1 else columns[1] - columns[0] - w if len(columns) > 1 else None
+
+    def on_lattice(box: Box) -> bool:
+        """Whether ``box``'s edges lie on cell edges: tiles merged by a speaker border, not a panel."""
+        return all(abs(k - round(k)) * (size + gap) <= _tolerance(size)
+                   for k, size in (((box.x - columns[0]) / (w + gap), w), ((box.x2 + gap - columns[0]) / (w + gap), w),
+                                   ((box.y - tops[0]) / (h + gap), h), ((box.y2 + gap - tops[0]) / (h + gap), h)))
+
+    def full(cell: Box) -> bool:
+        inside = 0 <= cell.x and cell.x2 <= mask.shape[1] * STRIDE and 0 <= cell.y and cell.y2 <= mask.shape[0]
+        return inside and _fill(cell, mask) >= DENSE
+
+    def merged(cell: Box) -> bool:
+        return full(cell) and any(b.intersection(cell) >= cell.area - SNAP * (cell.w + cell.h) and on_lattice(b)
+                                  for b in boxes)
+
+    # Above: floating buttons or a toolbar may overlap the tiles, so full cells suffice.
+    while gap is not None and all(full(Box(x, tops[0] - h - gap, w, h)) for x in columns):
+        tops.insert(0, tops[0] - h - gap)
+    for left in (True, False):
+        while gap is not None:
+            x = columns[0] - w - gap if left else columns[-1] + w + gap
+            if not all(merged(Box(x, y, w, h)) for y in tops):
+                break
+            columns.insert(0 if left else len(columns), x)
     found = [b for row in rows for b in row]
     completed = []
     for top in tops:
