@@ -251,6 +251,20 @@ def test_one_pixel_gaps_bridged_by_the_speaker_border(speaker):
     assert_same_tiles(find_tiles(gallery.image), gallery.tiles)
 
 
+@pytest.mark.parametrize("rows,size,gap,scale", [(7, (640, 400), 1, 0.75), (5, (1280, 720), 2, 0.5),
+                                                  (4, (1920, 1080), 1, 0.5)])
+def test_find_tiles_in_a_downscaled_capture(rows, size, gap, scale):
+    """A capture scaled down (a HiDPI screen, a marketing picture) blurs 1-2 px gaps into the tiles."""
+    gallery = compose_gallery(faces_for(rows * rows, rows, camera_off=0.0), rows, rows, size, gap=gap)
+    image = cv2.resize(gallery.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+
+    def scaled(box: Box) -> Box:
+        x, y = round(box.x * scale), round(box.y * scale)
+        return Box(x, y, round(box.x2 * scale) - x, round(box.y2 * scale) - y)
+
+    assert_same_tiles(find_tiles(image), [Tile(t.row, t.col, scaled(t.box)) for t in gallery.tiles], tolerance=4)
+
+
 def photo(size=(1280, 720)) -> np.ndarray:
     rng = np.random.default_rng(0)
     coarse = rng.integers(0, 255, (size[1] // 16, size[0] // 16, 3)).astype(np.uint8)
