@@ -45,6 +45,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exclude", default="",
                         help="comma-separated students (names or tile keys like r2c3) to leave out entirely")
     parser.add_argument("--roster", type=Path, help="text file of participant names, one a line: corrects OCR")
+    parser.add_argument("--ocr-lang", default="eng",
+                        help="languages of the names, Tesseract codes joined by + (e.g. kor+eng; default eng)")
     parser.add_argument("--no-ocr", action="store_true",
                         help="do not read names from the tiles: students are tile keys")
     parser.add_argument("--anonymize", action="store_true",
@@ -202,6 +204,7 @@ def _analyzer(args, console: Console):
             raise UserError(f"cannot read the roster {args.roster}: {exc.strerror or exc}") from exc
     config = Config(half_life=args.half_life, detect_width=args.detect_width, flip_average=not args.no_flip,
                     model=args.model, ocr=not args.no_ocr, roster=roster, anonymize=args.anonymize,
+                    ocr_languages=tuple(lang for lang in args.ocr_lang.split("+") if lang),
                     flag=FlagRule(negative=args.flag_negative, for_seconds=args.flag_for))
     exclude = frozenset(s.strip() for s in args.exclude.split(",") if s.strip())
     analyzer = Analyzer.from_config(config, exclude=exclude,

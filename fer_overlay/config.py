@@ -19,5 +19,6 @@ class Config:
     model: Path | None = None      # emotion model file; None = the bundled one
     ocr: bool = False              # read names from the tiles' labels (the CLI turns this on)
     roster: tuple[str, ...] = ()   # known names: OCR readings snap to the closest one
+    ocr_languages: tuple[str, ...] = ("eng",)   # Tesseract language codes of the names (--ocr-lang kor+eng)
     flag: FlagRule = FlagRule()    # when the live table flags a student
     anonymize: bool = False        # show and keep pseudonyms ("Student 3"), never real names

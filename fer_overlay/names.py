@@ -1,11 +1,14 @@
 """Who is in which tile: participant names read from the tiles' name labels, and camera-off tiles.
 
-Meeting apps draw each participant's name bottom-left on a dark translucent box (Zoom, Teams
-and Meet alike, also on camera-off tiles). Tesseract reads that box; a student then keeps
-their row, history and smoothing when the gallery reshuffles. A Tesseract run costs ~0.1 s
-plus ~0.04 s a label, so a tile's label is read again only when its letters change (compared
-as a tiny thumbnail, so video noise and the room behind the label do not count as a change),
-and all changed labels of a frame are read in one run.
+Meeting apps draw each participant's name bottom-left in white: Zoom and Teams on a dark
+translucent box, Meet with a shadow right of the microphone icon, on camera-off tiles too.
+The label is found as a line of white letters with darker pixels close on both sides, then
+read by PP-OCR (``rapidocr-onnxruntime``: pip installs it with its models, best on Latin
+letters, also 5 px ones) and by Tesseract for the teacher's non-Latin languages
+(``--ocr-lang kor+eng``; Tesseract alone reads everything where PP-OCR is missing). A student
+then keeps their row when the gallery reshuffles. OCR costs tens of milliseconds a label,
+so a tile's label is read again only when its letters change (compared as a tiny
+thumbnail, so video noise and the room behind the label do not count as a change).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import shutil
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -23,80 +27,127 @@ import numpy as np
 from fer_overlay.core import Tile
 from fer_overlay.preprocess import to_gray
 
-LABEL_HEIGHT = 0.16      # share of the tile height searched for the name box, from the bottom
-LABEL_WIDTH = 0.62       # share of the tile width searched, from the left (labels are cut at 0.6)
-MIN_LABEL_ROWS = 12      # ... but at least this many rows, for small tiles
-MIN_LETTER_HEIGHT = 7    # px; smaller letters (e.g. a 720p gallery grabbed at 3/4 size) are misread too often
+LABEL_BAND = 0.3         # share of the tile height searched for the name, from the bottom (Meet: ~0.85)
+LABEL_LEFT = 0.45        # a name starts in this left share of the tile
+BAND_ROWS = 60           # the band is upscaled (whole times) to at least this many rows: 5 px letters
+MIN_LINE_HEIGHT = 4      # px (unscaled), ascender to descender; smaller lines are not letters
 TEXT_MIN = 170           # label text is white; darker pixels are the box or anti-aliased edges
-BOX_MAX = 140            # ... and sits on a dark box: a text pixel has pixels this dark nearby
-STROKE_REACH = 3         # px from a letter pixel to the box on either side (strokes are 1-3 px)
-INK_LEVEL = 150          # grey level splitting letters from box in the upscaled label
-UPSCALE = 4              # labels are 8-15 px high; Tesseract reads letters of 30 px and more best
+BOX_MAX = 120            # ... and sits on a dark box or shadow: a text pixel has pixels this dark nearby
+CONTRAST = 60            # ... or this much darker (a translucent box over a bright room)
+STROKE_REACH = 3         # px (unscaled) from a letter pixel to the box on either side
+WORD_GAP = 1.2           # line heights: a wider gap ends the name (the room behind it begins)
+OCR_HEIGHT = 36          # px: the line's height in the picture handed to OCR
 THUMB = (64, 12)         # size of the letters thumbnail a tile's last reading is kept with
 SAME_LABEL = 0.05        # mean thumbnail difference below which a label is unchanged (noise: < 0.02)
 ROSTER_CUTOFF = 0.75     # difflib similarity a reading needs to be taken as a roster name
 FLAT_SHARE = 0.6         # camera-off: this share of the tile is exactly its most common grey
-TESSERACT_CONFIG = "--psm 6"   # a block of lines: the changed labels, stacked
-LINE_GAP = 24            # white rows between stacked labels
+TESSERACT_CONFIG = "--psm 7"   # one line of text
 MIN_CONFIDENCE = 60      # Tesseract word confidence (0-100) below which a label counts as unread
-FALLBACK_NOTICE = "names: Tesseract OCR is not available ({why}); students are shown by tile (r1c1, ...)"
+SCRIPT_CONFIDENCE = 70   # mean confidence a non-Latin reading needs to replace the Latin one
+PPOCR_SURE = 0.75        # PP-OCR line score below which a label counts as unread (measured: see README)
+FALLBACK_NOTICE = "names: no OCR is available ({why}); students are shown by tile (r1c1, ...)"
+LANGUAGE_NOTICE = "names: Tesseract has no '{lang}' language ({why}); such names stay tile keys"
 
 Notify = Callable[[str], None]
 Thumbnail = tuple[tuple[int, int], np.ndarray]
-Recognise = Callable[[Sequence[np.ndarray]], list[str]]   # one-line pictures -> their texts
+Recognise = Callable[[Sequence[np.ndarray]], list[str]]   # one-line pictures -> their texts ("" unsure)
+Reading = tuple[str, float]                                # text, confidence 0-1
 
 
-def label_crop(image: np.ndarray, tile: Tile) -> np.ndarray:
-    """The bottom-left part of ``tile`` where the app draws the participant's name."""
-    box = tile.box.clip(image.shape[1], image.shape[0])
-    rows = max(int(box.h * LABEL_HEIGHT), MIN_LABEL_ROWS)
-    return image[max(box.y2 - rows, box.y):box.y2, box.x:box.x + int(box.w * LABEL_WIDTH)]
+@dataclass(frozen=True)
+class Label:
+    """A tile's name line: the picture OCR reads (dark letters on light) and its letters' mask."""
+
+    picture: np.ndarray
+    letters: np.ndarray
+    height: float   # unscaled px
 
 
-def text_mask(crop: np.ndarray) -> np.ndarray:
-    """Boolean mask of the label's letters, without bright room or face pixels around the box.
+def white_letters(gray: np.ndarray, reach: int) -> np.ndarray:
+    """Bright pixels with darker pixels within ``reach`` on both sides (left and right, or above
+    and below): label strokes are thin, while bright room or clothes is dark on one side only.
 
-    A letter pixel is bright with dark box pixels close on both sides (left and right, or
-    above and below): strokes are a few pixels thin, while the bright room at the box's edge
-    is dark on one side only. Only the text line (the densest band of rows) is kept, so
-    bright blobs above or below the box are not read as stray characters.
+    Darker is below ``BOX_MAX`` (an opaque box) or ``CONTRAST`` below the pixel (a translucent
+    box over a bright room, Meet's shadow).
     """
-    gray = to_gray(crop)
-    dark = (gray < BOX_MAX).astype(np.uint8)
-    reach = STROKE_REACH + 1
+    level = gray.astype(np.int16)
 
-    def dark_towards(kernel: tuple[int, int], anchor: tuple[int, int]) -> np.ndarray:
-        return cv2.dilate(dark, np.ones(kernel, np.uint8), anchor=anchor) > 0
+    def darker_towards(kernel: tuple[int, int], anchor: tuple[int, int]) -> np.ndarray:
+        lowest = cv2.erode(gray, np.ones(kernel, np.uint8), anchor=anchor).astype(np.int16)
+        return (lowest < BOX_MAX) | (level - lowest >= CONTRAST)
 
-    across = dark_towards((1, reach), (STROKE_REACH, 0)) & dark_towards((1, reach), (0, 0))
-    along = dark_towards((reach, 1), (0, STROKE_REACH)) & dark_towards((reach, 1), (0, 0))
-    mask = (gray > TEXT_MIN) & (across | along)
-    rows = mask.sum(axis=1)
-    if not rows.any():
-        return mask
-    top = bottom = int(np.argmax(rows))
-    while top > 0 and rows[top - 1]:
-        top -= 1
-    while bottom < len(rows) - 1 and rows[bottom + 1]:
-        bottom += 1
-    mask[:top], mask[bottom + 1:] = False, False
-    return mask
+    across = darker_towards((1, reach + 1), (reach, 0)) & darker_towards((1, reach + 1), (0, 0))
+    along = darker_towards((reach + 1, 1), (0, reach)) & darker_towards((reach + 1, 1), (0, 0))
+    return (gray > TEXT_MIN) & (across | along)
 
 
-def letter_height(mask: np.ndarray) -> int:
-    """Rows well filled with letter pixels: about the capital height, descenders and specks left out."""
-    rows = mask.sum(axis=1)
-    return int((rows >= 0.25 * rows.max()).sum()) if rows.size and rows.max() else 0
+def find_label(gray: np.ndarray, tile: Tile) -> Label | None:
+    """The tile's name line, or None where there is none (or too small to be letters).
+
+    The lowest line of white letters that starts in the tile's left part, as wide as it is
+    long enough to be a word, is the label; words right of it join while the gap is under
+    ``WORD_GAP`` line heights, and its rows grow to take in taller letters (brackets, Hangul).
+    """
+    box = tile.box.clip(gray.shape[1], gray.shape[0])
+    rows = max(int(box.h * LABEL_BAND), 16)
+    band = gray[max(box.y2 - rows, box.y):box.y2, box.x:box.x2]
+    if band.size == 0:
+        return None
+    scale = max(1, -(-BAND_ROWS // band.shape[0]))
+    big = cv2.resize(band, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC) if scale > 1 else band
+    mask = white_letters(big, STROKE_REACH * scale)
+    blobs = cv2.dilate(mask.astype(np.uint8), np.ones((1, 3 * scale + 1), np.uint8))
+    count, _, stats, _ = cv2.connectedComponentsWithStats(blobs, connectivity=8)
+    height, width = mask.shape
+    lines = [(y + h, area, (y, y + h - 1, x, x + w - 1)) for x, y, w, h, area in stats[1:count]
+             if MIN_LINE_HEIGHT * scale <= h <= 0.6 * height and w >= 1.5 * h and x <= LABEL_LEFT * width]
+    if not lines:
+        return None
+    largest = max(area for _, area, _ in lines)
+    _, _, seed = max(line for line in lines if line[1] >= 0.3 * largest)   # the lowest substantial line
+    top, bottom, left, right = _grow(mask, *seed)
+    pad = max(2, (bottom - top + 1) // 3)
+    y0, y1 = max(top - pad, 0), min(bottom + pad + 1, height)
+    x0, x1 = max(left - pad, 0), min(right + pad + 1, width)
+    zoom = OCR_HEIGHT / (bottom - top + 1)
+    picture = cv2.resize(255 - big[y0:y1, x0:x1], None, fx=zoom, fy=zoom, interpolation=cv2.INTER_CUBIC)
+    return Label(cv2.copyMakeBorder(picture, 12, 12, 12, 12, cv2.BORDER_REPLICATE),
+                 mask[top:bottom + 1, left:right + 1], (bottom - top + 1) / scale)
 
 
-def ocr_image(crop: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Black letters on white, upscaled ``UPSCALE`` times with a margin: what Tesseract reads best."""
-    gray = to_gray(crop)
-    keep = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0   # anti-aliased edges too
-    letters = np.where(keep, gray, 0).astype(np.uint8)
-    big = cv2.resize(letters, None, fx=UPSCALE, fy=UPSCALE, interpolation=cv2.INTER_CUBIC)
-    _, ink = cv2.threshold(big, INK_LEVEL, 255, cv2.THRESH_BINARY_INV)
-    return cv2.copyMakeBorder(ink, 10, 10, 10, 10, cv2.BORDER_CONSTANT, value=255)
+def _grow(mask: np.ndarray, top: int, bottom: int, left: int, right: int) -> tuple[int, int, int, int]:
+    """A seed line grown to its whole name: words within ``WORD_GAP`` right of it, the rows of its letters."""
+    for _ in range(2):
+        line = bottom - top + 1
+        spans = _runs(mask[top:bottom + 1].any(axis=0), WORD_GAP * line)
+        for start, end in spans:
+            if start <= right and end >= left:
+                left, right = min(left, start), max(right, end)
+            elif 0 < start - right <= WORD_GAP * line:
+                right = end
+        rows = mask[:, left:right + 1].any(axis=1)
+        near = np.convolve(rows, np.ones(3), "same") > 0   # a one-row gap inside a letter is still it
+        while top > 0 and near[top - 1] and bottom - top < 1.6 * line:
+            top -= 1
+        while bottom < len(rows) - 1 and near[bottom + 1] and bottom - top < 1.6 * line:
+            bottom += 1
+        filled = np.nonzero(rows[top:bottom + 1])[0]
+        top, bottom = top + int(filled[0]), top + int(filled[-1])
+    return top, bottom, left, right
+
+
+def _runs(present: np.ndarray, gap: float) -> list[tuple[int, int]]:
+    """(first, last) index of each run of True, runs closer than ``gap`` joined."""
+    xs = np.nonzero(present)[0]
+    if not len(xs):
+        return []
+    runs, start, prev = [], int(xs[0]), int(xs[0])
+    for x in xs[1:]:
+        if x - prev > gap:
+            runs.append((start, prev))
+            start = int(x)
+        prev = int(x)
+    return runs + [(start, prev)]
 
 
 def clean_text(raw: str) -> str:
@@ -106,7 +157,7 @@ def clean_text(raw: str) -> str:
         words.pop()
     while words and not any(c.isalnum() for c in words[0]):
         words.pop(0)
-    return re.sub(r"^[^\w]+|[^\w.)]+$", "", " ".join(words))
+    return re.sub(r"^[^\w(\[]+|[^\w.)\]]+$", "", " ".join(words))
 
 
 def match_roster(text: str, roster: Sequence[str], cutoff: float = ROSTER_CUTOFF) -> str:
@@ -151,28 +202,65 @@ def _stderr(message: str) -> None:
 class NameReader:
     """Reads every tile's participant name; ``read`` gives ``{tile key: name}`` for tiles it could read.
 
-    Without Tesseract (or with ``ocr=False``) it reads nothing and students stay tile keys;
-    a missing Tesseract is reported once through ``notify``.
+    ``languages`` are Tesseract's codes (``kor+eng``: ``("kor", "eng")``). Latin names are read
+    by PP-OCR where it is installed, else by Tesseract; other scripts by Tesseract. Without
+    any OCR (or with ``ocr=False``) it reads nothing and students stay tile keys; what is
+    missing is reported once through ``notify``.
     """
 
-    def __init__(self, roster: Sequence[str] = (), *, ocr: bool = True, notify: Notify | None = None):
+    def __init__(self, roster: Sequence[str] = (), *, ocr: bool = True, notify: Notify | None = None,
+                 languages: Sequence[str] = ("eng",)):
         self.roster = tuple(roster)
         self._notify = notify or _stderr
         self._cache: dict[str, tuple[Thumbnail | None, str]] = {}   # tile key -> its label, its name
-        self._ocr = self._tesseract() if ocr else None
+        self._ocr = self._engines(tuple(languages)) if ocr else None
 
     @property
     def available(self) -> bool:
         return self._ocr is not None
 
-    def _tesseract(self) -> Recognise | None:
+    def _engines(self, languages: tuple[str, ...]) -> Recognise | None:
+        ppocr, tesseract = _ppocr(), self._tesseract(languages)
+        if ppocr is None and tesseract is None:
+            return self._give_up("pip install rapidocr-onnxruntime, or install the tesseract-ocr package")
+        latin_lang = "eng" if tesseract and "eng" in tesseract else None
+        others = [lang for lang in tesseract or () if lang != "eng"]
+
+        def recognise(pictures: Sequence[np.ndarray]) -> list[str]:
+            if ppocr is not None:
+                texts = [text for text, _ in ppocr_lines(ppocr, pictures)]
+            elif latin_lang:
+                texts = [text for text, _ in tesseract_lines(pictures, latin_lang)]
+            else:
+                texts = [""] * len(pictures)
+            # Lines left unread go to Tesseract in the teacher's other scripts: PP-OCR's model
+            # knows Latin and Chinese only and reads Hangul as Chinese (dropped as unsure).
+            rest = [i for i, text in enumerate(texts) if not text]
+            for lang in others:
+                readings = tesseract_lines([pictures[i] for i in rest], lang) if rest else []
+                for i, (text, confidence) in zip(rest, readings):
+                    if confidence >= SCRIPT_CONFIDENCE / 100 and _foreign_letters(text) >= 2:
+                        texts[i] = text
+                rest = [i for i in rest if not texts[i]]
+            return texts
+        return recognise
+
+    def _tesseract(self, languages: tuple[str, ...]) -> list[str] | None:
+        """The requested languages Tesseract has, or None without a usable Tesseract."""
         try:
             import pytesseract
         except ImportError:
-            return self._give_up("pip install pytesseract")
+            return None
         if not shutil.which(pytesseract.pytesseract.tesseract_cmd):
-            return self._give_up("install the tesseract-ocr package")
-        return tesseract_lines
+            return None
+        try:
+            installed = set(pytesseract.get_languages(config=""))
+        except Exception:   # pytesseract raises its own errors for a broken binary
+            return None
+        for lang in languages:
+            if lang not in installed:
+                self._notify(LANGUAGE_NOTICE.format(lang=lang, why=f"install tesseract-ocr-{lang}"))
+        return [lang for lang in languages if lang in installed] or None
 
     def _give_up(self, why: str) -> None:
         self._notify(FALLBACK_NOTICE.format(why=why))
@@ -181,22 +269,21 @@ class NameReader:
     def read(self, image: np.ndarray, tiles: Iterable[Tile]) -> dict[str, str]:
         """``{tile key: name}`` for the tiles whose name could be read.
 
-        Labels unchanged since the last read keep their name; all changed ones go to
-        Tesseract together, in one run (its start-up costs as much as reading ~3 labels).
+        Labels unchanged since the last read keep their name; all changed ones are read together.
         """
         if self._ocr is None:
             return {}
+        gray = to_gray(image)
         tiles = tuple(tiles)
         changed: dict[str, tuple[Thumbnail, np.ndarray]] = {}
         for tile in tiles:
-            crop = label_crop(image, tile)
-            mask = text_mask(crop) if crop.size else np.zeros((0, 0), bool)
-            thumb = _thumbnail(mask)
+            label = find_label(gray, tile)
+            thumb = _thumbnail(label.letters) if label else None
             known = self._cache.get(tile.key)
-            if thumb is None or letter_height(mask) < MIN_LETTER_HEIGHT:
-                self._cache[tile.key] = (thumb, "")   # no label, or too small to read reliably
+            if thumb is None:
+                self._cache[tile.key] = (None, "")   # no label, or too small to be letters
             elif known is None or not _same_label(known[0], thumb):
-                changed[tile.key] = (thumb, ocr_image(crop, mask))
+                changed[tile.key] = (thumb, label.picture)
         if changed:
             texts = self._recognise([picture for _, picture in changed.values()])
             for (key, (thumb, _)), text in zip(changed.items(), texts):
@@ -218,31 +305,62 @@ class NameReader:
         return [match_roster(_plausible(clean_text(line)), self.roster) for line in lines]
 
 
-def tesseract_lines(pictures: Sequence[np.ndarray]) -> list[str]:
-    """The text of each one-line picture, from one Tesseract run over all of them stacked.
+def _ppocr():
+    """PP-OCR's recogniser from ``rapidocr-onnxruntime`` (models inside the wheel), or None."""
+    try:
+        from rapidocr_onnxruntime import RapidOCR
+    except ImportError:
+        return None
+    return RapidOCR(intra_op_num_threads=2, inter_op_num_threads=1).text_rec
 
-    Words go back to the picture their vertical centre falls in, left to right. A line with
-    a word Tesseract is unsure of (confidence < MIN_CONFIDENCE) comes back empty: a
-    misread name would be a wrong identity, a missing one is only a tile key.
+
+def ppocr_lines(recogniser, pictures: Sequence[np.ndarray]) -> list[Reading]:
+    """PP-OCR's reading of each one-line picture; "" where it is unsure or reads a non-Latin letter."""
+    readings, _ = recogniser([cv2.cvtColor(picture, cv2.COLOR_GRAY2BGR) for picture in pictures])
+    return [(_word_starts(text.strip()), float(score)) if score >= PPOCR_SURE and not _foreign_letters(text)
+            else ("", 0.0) for text, score in readings]
+
+
+def _word_starts(text: str) -> str:
+    """Capital word starts where the two cases differ only in size (``c j o s u v w x z``): PP-OCR
+    guesses those (``Kenji sato``), and a name's words almost always start with a capital."""
+    return re.sub(r"\b[cjosuvwxz]", lambda m: m[0].upper(), text)
+
+
+def tesseract_lines(pictures: Sequence[np.ndarray], lang: str = "eng") -> list[Reading]:
+    """The text of each one-line picture and its mean word confidence.
+
+    One Tesseract run a picture, as one line (``--psm 7``): on real labels that reads Hangul
+    far better than one run over all pictures stacked. A line with a word Tesseract is unsure
+    of (confidence < MIN_CONFIDENCE) comes back empty: a misread name would be a wrong
+    identity, a missing one is only a tile key. Hangul syllables it spaces apart are joined.
     """
     import pytesseract
-    width = max(picture.shape[1] for picture in pictures)
-    rows, slots, y = [], [], 0
+    readings = []
     for picture in pictures:
-        rows.append(cv2.copyMakeBorder(picture, 0, LINE_GAP, 0, width - picture.shape[1],
-                                       cv2.BORDER_CONSTANT, value=255))
-        slots.append(y + picture.shape[0] + LINE_GAP // 2)   # where this picture's band ends
-        y += picture.shape[0] + LINE_GAP
-    data = pytesseract.image_to_data(np.vstack(rows), config=TESSERACT_CONFIG,
-                                     output_type=pytesseract.Output.DICT)
-    words: list[list[tuple[int, str, bool]]] = [[] for _ in pictures]   # left, text, sure
-    for text, top, height, left, conf in zip(data["text"], data["top"], data["height"], data["left"],
-                                             data["conf"]):
-        if text.strip():
-            band = min(int(np.searchsorted(slots, top + height / 2, side="right")), len(pictures) - 1)
-            sure = float(conf) >= MIN_CONFIDENCE or not any(c.isalnum() for c in text)
-            words[band].append((left, text, sure))
-    return [_sure_line(sorted(found)) for found in words]
+        data = pytesseract.image_to_data(picture, lang=lang, config=TESSERACT_CONFIG,
+                                         output_type=pytesseract.Output.DICT)
+        words = [(left, text, float(conf) if any(c.isalnum() for c in text) else 100.0)
+                 for text, left, conf in zip(data["text"], data["left"], data["conf"]) if text.strip()]
+        readings.append(_sure_reading(sorted(words)))
+    return readings
+
+
+def _sure_reading(words: list[tuple[int, str, float]]) -> Reading:
+    line = _sure_line([(left, text, conf >= MIN_CONFIDENCE) for left, text, conf in words])
+    if not line:
+        return "", 0.0
+    kept = [conf for _, text, conf in words if text in line.split()]
+    line = re.sub(r"([(\[]) | ([)\]])", r"\1\2", _HANGUL_GAP.sub("", line))   # "( 초급 )" -> "(초급)"
+    return line, float(np.mean(kept)) / 100 if kept else 0.0
+
+
+_HANGUL_GAP = re.compile(r"(?<=[\uac00-\ud7a3]) (?=[\uac00-\ud7a3])")
+
+
+def _foreign_letters(text: str) -> int:
+    """Letters outside ASCII: Hangul, Han, Cyrillic... (and accented Latin)."""
+    return sum(c.isalpha() and not c.isascii() for c in text)
 
 
 def _sure_line(words: list[tuple[int, str, bool]]) -> str:
@@ -256,9 +374,9 @@ def _sure_line(words: list[tuple[int, str, bool]]) -> str:
 
 
 def _plausible(text: str) -> str:
-    """``text`` if it could be a name (letters, digits, spaces, ``.-'``), else "": ``{``, ``<``
+    """``text`` if it could be a name (letters, digits, spaces, ``.-'``, brackets), else "": ``{``, ``<``
     or quotes inside a reading mean Tesseract took bits of a face for letters."""
-    return "" if re.search(r"[^\w .'’-]", text) else text
+    return "" if re.search(r"[^\w .'’()\[\]-]", text) else text
 
 
 def _thumbnail(mask: np.ndarray) -> Thumbnail | None:

@@ -53,7 +53,7 @@ class Analyzer:
     @classmethod
     def from_config(cls, config: Config, exclude: frozenset[str] = frozenset(),
                     notify: Notify | None = None) -> "Analyzer":
-        names = NameReader(config.roster, notify=notify) if config.ocr else None
+        names = NameReader(config.roster, notify=notify, languages=config.ocr_languages) if config.ocr else None
         return cls(FaceDetector(score_threshold=config.score_threshold, max_width=config.detect_width,
                                 max_faces=config.max_faces),
                    EmotionClassifier.load(config.model, flip_average=config.flip_average),
