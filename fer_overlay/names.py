@@ -29,6 +29,8 @@ from fer_overlay.preprocess import to_gray
 
 LABEL_BAND = 0.3         # share of the tile height searched for the name, from the bottom (Meet: ~0.85)
 LABEL_LEFT = 0.45        # a name starts in this left share of the tile
+MIDDLE_BAND = 0.4        # share of the tile height searched for a camera-off tile's centred name
+CENTRED = 0.1            # ... whose middle is within this share of the width from the tile's middle
 BAND_ROWS = 60           # the band is upscaled (whole times) to at least this many rows: 5 px letters
 MIN_LINE_HEIGHT = 4      # px (unscaled), ascender to descender; smaller lines are not letters
 TEXT_MIN = 170           # label text is white; darker pixels are the box or anti-aliased edges
@@ -84,13 +86,23 @@ def white_letters(gray: np.ndarray, reach: int) -> np.ndarray:
 def find_label(gray: np.ndarray, tile: Tile) -> Label | None:
     """The tile's name line, or None where there is none (or too small to be letters).
 
-    The lowest line of white letters that starts in the tile's left part, as wide as it is
-    long enough to be a word, is the label; words right of it join while the gap is under
-    ``WORD_GAP`` line heights, and its rows grow to take in taller letters (brackets, Hangul).
+    The label is the lowest line of white letters in the tile's bottom band that starts in
+    its left part. A tile without one may be Zoom's camera-off tile, which shows the name
+    large in its middle instead: a line centred there is taken.
     """
     box = tile.box.clip(gray.shape[1], gray.shape[0])
     rows = max(int(box.h * LABEL_BAND), 16)
-    band = gray[max(box.y2 - rows, box.y):box.y2, box.x:box.x2]
+    label = _line(gray[max(box.y2 - rows, box.y):box.y2, box.x:box.x2], centred=False)
+    if label is None:
+        middle = box.y + int(box.h * (0.5 - MIDDLE_BAND / 2))
+        label = _line(gray[middle:middle + int(box.h * MIDDLE_BAND), box.x:box.x2], centred=True)
+    return label
+
+
+def _line(band: np.ndarray, centred: bool) -> Label | None:
+    """The lowest substantial line of white letters in ``band``, starting in its left part
+    (``centred``: centred in it), grown to its whole name: words right of it join while the
+    gap is under ``WORD_GAP`` line heights, its rows take in taller letters (brackets, Hangul)."""
     if band.size == 0:
         return None
     scale = max(1, -(-BAND_ROWS // band.shape[0]))
@@ -100,12 +112,15 @@ def find_label(gray: np.ndarray, tile: Tile) -> Label | None:
     count, _, stats, _ = cv2.connectedComponentsWithStats(blobs, connectivity=8)
     height, width = mask.shape
     lines = [(y + h, area, (y, y + h - 1, x, x + w - 1)) for x, y, w, h, area in stats[1:count]
-             if MIN_LINE_HEIGHT * scale <= h <= 0.6 * height and w >= 1.5 * h and x <= LABEL_LEFT * width]
+             if MIN_LINE_HEIGHT * scale <= h <= 0.6 * height and w >= 1.5 * h
+             and (abs(x + w / 2 - width / 2) < CENTRED * width if centred else x <= LABEL_LEFT * width)]
     if not lines:
         return None
     largest = max(area for _, area, _ in lines)
     _, _, seed = max(line for line in lines if line[1] >= 0.3 * largest)   # the lowest substantial line
     top, bottom, left, right = _grow(mask, *seed)
+    if centred and abs((left + right) / 2 - width / 2) >= CENTRED * width:
+        return None
     pad = max(2, (bottom - top + 1) // 3)
     y0, y1 = max(top - pad, 0), min(bottom + pad + 1, height)
     x0, x1 = max(left - pad, 0), min(right + pad + 1, width)
@@ -233,9 +248,10 @@ class NameReader:
                 texts = [text for text, _ in tesseract_lines(pictures, latin_lang)]
             else:
                 texts = [""] * len(pictures)
-            # Lines left unread go to Tesseract in the teacher's other scripts: PP-OCR's model
-            # knows Latin and Chinese only and reads Hangul as Chinese (dropped as unsure).
-            rest = [i for i, text in enumerate(texts) if not text]
+            # Lines not read as plain Latin words go to Tesseract in the teacher's other scripts:
+            # PP-OCR's model knows Latin and Chinese only, so of ``김선경(20200756)`` it reads
+            # Chinese (dropped as unsure), ASCII debris or the digits alone.
+            rest = [i for i, text in enumerate(texts) if not _LATIN_NAME.fullmatch(text)]
             for lang in others:
                 readings = tesseract_lines([pictures[i] for i in rest], lang) if rest else []
                 for i, (text, confidence) in zip(rest, readings):
@@ -355,6 +371,7 @@ def _sure_reading(words: list[tuple[int, str, float]]) -> Reading:
     return line, float(np.mean(kept)) / 100 if kept else 0.0
 
 
+_LATIN_NAME = re.compile(r"[A-Za-z][A-Za-z .'’-]+")
 _HANGUL_GAP = re.compile(r"(?<=[\uac00-\ud7a3]) (?=[\uac00-\ud7a3])")
 
 
