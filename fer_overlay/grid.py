@@ -40,9 +40,9 @@ BORDER_BAND = 4            # px deep: the border band read for the background le
 SIDE_SHARE = 0.4           # share of one side's band at that level for a margin along that side
 COVERED = 0.5              # tiles covering this share of their gallery area end the search for the background
 REGION_SHARE = 0.25        # background regions this share of the largest one's size belong to the gallery too
-AREA_SHARE = 0.25          # share of the frame that the background's area must span
+AREA_SHARE = 0.05          # share of the frame that the background's area must span
 LEVELS = 4                 # without a background border: this many most common flat levels are tried ...
-FLAT_SHARE = 0.02          # ... each covering at least this share of the frame
+FLAT_SHARE = 0.005         # ... each covering at least this share of the frame
 FLATNESS = 0.35            # ... and as one exact level (a gradient or a photo spreads over many)
 ROW_FILL = 0.02            # a pixel row with more non-background pixels than this share crosses tiles
 COL_FILL = 0.2             # same for a pixel column within one band of tiles (robust to a cursor)
@@ -81,12 +81,13 @@ def find_tiles(image: np.ndarray) -> tuple[Tile, ...]:
 def _find(gray: np.ndarray) -> tuple[tuple[Tile, ...], int | None]:
     """The tiles and the background level they stand on (None when the frame is one tile).
 
-    Candidate levels in turn (see ``_candidates``). Tiles cut apart at gaps are stronger
-    evidence than a lattice of edges (on a camera-off tile's grey as background, video tiles
-    still make one), and among equals the tiles that cover most of the frame win: a side
-    panel's avatars or a taskbar's icons make small grids too. The search ends at tiles that
-    cover COVERED of their gallery area, cut apart or on the border's level. Only the border's
-    level may give a single tile (a 1x1 gallery in its margin).
+    Candidate levels in turn (see ``_candidates``). Rows and columns of tiles cut apart at gaps
+    are stronger evidence than a lattice of edges (on a camera-off tile's grey as background,
+    video tiles still make one, with cells that take in the gaps), and among equals the tiles
+    that cover most of the frame win: a side panel's avatars or a taskbar's icons make small
+    grids too. The search ends at tiles that cover COVERED of their gallery area, cut apart at
+    gaps or on the border's level. Only the border's level may give a single tile (a 1x1
+    gallery in its margin).
     """
     height, width = gray.shape
     best: list[list[Box]] = []
@@ -94,8 +95,9 @@ def _find(gray: np.ndarray) -> tuple[tuple[Tile, ...], int | None]:
     for background, area, border in _candidates(gray):
         rows, cut = _gallery(gray, background, area)
         covered = sum(b.area for row in rows for b in row)
-        if (border or sum(map(len, rows)) > 1) and (cut, covered) > strength:
-            best, level, strength = rows, background, (cut, covered)
+        gaps = cut and len(rows) > 1 and max(map(len, rows)) > 1     # tiles cut apart both ways
+        if (border or sum(map(len, rows)) > 1) and (gaps, covered) > strength:
+            best, level, strength = rows, background, (gaps, covered)
             if (cut or border) and covered >= COVERED * area.area:
                 break
     return (_index(best), level) if best else ((Tile(0, 0, Box(0, 0, width, height)),), None)
