@@ -45,8 +45,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exclude", default="",
                         help="comma-separated students (names or tile keys like r2c3) to leave out entirely")
     parser.add_argument("--roster", type=Path, help="text file of participant names, one a line: corrects OCR")
-    parser.add_argument("--ocr-lang", default="eng",
-                        help="languages of the names, Tesseract codes joined by + (e.g. kor+eng; default eng)")
+    parser.add_argument("--ocr-lang", default="",
+                        help="languages of the names, Tesseract codes joined by + (e.g. kor+eng; "
+                             "default: every language Tesseract has)")
     parser.add_argument("--no-ocr", action="store_true",
                         help="do not read names from the tiles: students are tile keys")
     parser.add_argument("--anonymize", action="store_true",

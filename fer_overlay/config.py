@@ -19,6 +19,6 @@ class Config:
     model: Path | None = None      # emotion model file; None = the bundled one
     ocr: bool = False              # read names from the tiles' labels (the CLI turns this on)
     roster: tuple[str, ...] = ()   # known names: OCR readings snap to the closest one
-    ocr_languages: tuple[str, ...] = ("eng",)   # Tesseract language codes of the names (--ocr-lang kor+eng)
+    ocr_languages: tuple[str, ...] = ()   # Tesseract codes of the names' languages (kor, eng); () = all installed
     flag: FlagRule = FlagRule()    # when the live table flags a student
     anonymize: bool = False        # show and keep pseudonyms ("Student 3"), never real names

@@ -47,6 +47,7 @@ TESSERACT_CONFIG = "--psm 7"   # one line of text
 MIN_CONFIDENCE = 60      # Tesseract word confidence (0-100) below which a label counts as unread
 SCRIPT_CONFIDENCE = 70   # mean confidence a non-Latin reading needs to replace the Latin one
 PPOCR_SURE = 0.75        # PP-OCR line score below which a label counts as unread (measured: see README)
+NOT_SCRIPTS = {"osd", "equ"}   # Tesseract data that is no language of names
 FALLBACK_NOTICE = "names: no OCR is available ({why}); students are shown by tile (r1c1, ...)"
 LANGUAGE_NOTICE = "names: Tesseract has no '{lang}' language ({why}); such names stay tile keys"
 
@@ -101,7 +102,7 @@ def find_label(gray: np.ndarray, tile: Tile) -> Label | None:
 
 def _line(band: np.ndarray, centred: bool) -> Label | None:
     """The lowest substantial line of white letters in ``band``, starting in its left part
-    (``centred``: centred in it), grown to its whole name: words right of it join while the
+    (``centred``: centred in it), grown to its whole name: words beside it join while the
     gap is under ``WORD_GAP`` line heights, its rows take in taller letters (brackets, Hangul)."""
     if band.size == 0:
         return None
@@ -131,15 +132,18 @@ def _line(band: np.ndarray, centred: bool) -> Label | None:
 
 
 def _grow(mask: np.ndarray, top: int, bottom: int, left: int, right: int) -> tuple[int, int, int, int]:
-    """A seed line grown to its whole name: words within ``WORD_GAP`` right of it, the rows of its letters."""
+    """A seed line grown to its whole name: words within ``WORD_GAP`` beside it, the rows of its letters."""
     for _ in range(2):
         line = bottom - top + 1
         spans = _runs(mask[top:bottom + 1].any(axis=0), WORD_GAP * line)
-        for start, end in spans:
+        for start, end in spans:   # the seed's own span and words chained to its right...
             if start <= right and end >= left:
                 left, right = min(left, start), max(right, end)
             elif 0 < start - right <= WORD_GAP * line:
                 right = end
+        for start, end in reversed(spans):   # ... and to its left (a first name fainter than the second)
+            if 0 < left - end <= WORD_GAP * line:
+                left = start
         rows = mask[:, left:right + 1].any(axis=1)
         near = np.convolve(rows, np.ones(3), "same") > 0   # a one-row gap inside a letter is still it
         while top > 0 and near[top - 1] and bottom - top < 1.6 * line:
@@ -217,14 +221,15 @@ def _stderr(message: str) -> None:
 class NameReader:
     """Reads every tile's participant name; ``read`` gives ``{tile key: name}`` for tiles it could read.
 
-    ``languages`` are Tesseract's codes (``kor+eng``: ``("kor", "eng")``). Latin names are read
+    ``languages`` are Tesseract's codes (``kor+eng``: ``("kor", "eng")``; empty: every language
+    Tesseract has, as a teacher who installed ``tesseract-ocr-kor`` expects). Latin names are read
     by PP-OCR where it is installed, else by Tesseract; other scripts by Tesseract. Without
     any OCR (or with ``ocr=False``) it reads nothing and students stay tile keys; what is
     missing is reported once through ``notify``.
     """
 
     def __init__(self, roster: Sequence[str] = (), *, ocr: bool = True, notify: Notify | None = None,
-                 languages: Sequence[str] = ("eng",)):
+                 languages: Sequence[str] = ()):
         self.roster = tuple(roster)
         self._notify = notify or _stderr
         self._cache: dict[str, tuple[Thumbnail | None, str]] = {}   # tile key -> its label, its name
@@ -276,7 +281,7 @@ class NameReader:
         for lang in languages:
             if lang not in installed:
                 self._notify(LANGUAGE_NOTICE.format(lang=lang, why=f"install tesseract-ocr-{lang}"))
-        return [lang for lang in languages if lang in installed] or None
+        return [lang for lang in languages or sorted(installed - NOT_SCRIPTS) if lang in installed] or None
 
     def _give_up(self, why: str) -> None:
         self._notify(FALLBACK_NOTICE.format(why=why))

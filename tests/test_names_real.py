@@ -69,6 +69,6 @@ def test_names_on_real_meeting_screenshots():
         read, labelled, misread, given = read + hits, labelled + count, misread + len(wrong), given + len(names)
     print(f"{'all':24s} {read:4d}/{labelled:<4d} {misread:7d}   ({read / labelled:.1%} read, "
           f"{misread}/{given} readings wrong)")
-    # Measured 146/196 (74%) with 6 of 153 readings wrong; the target is 90%.
+    # Measured 147/196 (75%) with 5 of 153 readings wrong; the target is 90%.
     assert read >= 0.72 * labelled
-    assert misread <= 0.05 * given
+    assert misread <= 0.04 * given
