@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from fer_overlay.core import Tile
+from fer_overlay.core import Box, Tile
 from fer_overlay.preprocess import to_gray
 
 LABEL_BAND = 0.3         # share of the tile height searched for the name, from the bottom (Meet: ~0.85)
@@ -40,6 +40,8 @@ STROKE_REACH = 3         # px (unscaled) from a letter pixel to the box on eithe
 WORD_GAP = 1.2           # line heights: a wider gap ends the name (the room behind it begins)
 OCR_HEIGHT = 36          # px: the line's height in the picture handed to OCR
 THUMB = (64, 12)         # size of the letters thumbnail a tile's last reading is kept with
+COARSE = (16, 9)         # size of the picture a tile without a label is compared by
+SAME_TILE = 4.0          # mean grey difference of that picture below which the tile is unchanged
 SAME_LABEL = 0.05        # mean thumbnail difference below which a label is unchanged (noise: < 0.02)
 ROSTER_CUTOFF = 0.75     # difflib similarity a reading needs to be taken as a roster name
 FLAT_SHARE = 0.6         # camera-off: this share of the tile is exactly its most common grey
@@ -59,11 +61,22 @@ Reading = tuple[str, float]                                # text, confidence 0-
 
 @dataclass(frozen=True)
 class Label:
-    """A tile's name line: the picture OCR reads (dark letters on light) and its letters' mask."""
+    """A tile's name line: the picture OCR reads (dark letters on light) and where its letters are."""
 
     picture: np.ndarray
-    letters: np.ndarray
+    where: Box      # the letters with STROKE_REACH + 1 px round them, in the frame
     height: float   # unscaled px
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """What a tile showed when its label was last read: where the letters were, their thumbnail
+    and the name read; for a tile without a label, a coarse picture of it instead."""
+
+    name: str
+    where: Box | None = None
+    thumb: Thumbnail | None = None
+    tile: np.ndarray | None = None
 
 
 def white_letters(gray: np.ndarray, reach: int) -> np.ndarray:
@@ -93,17 +106,20 @@ def find_label(gray: np.ndarray, tile: Tile) -> Label | None:
     """
     box = tile.box.clip(gray.shape[1], gray.shape[0])
     rows = max(int(box.h * LABEL_BAND), 16)
-    label = _line(gray[max(box.y2 - rows, box.y):box.y2, box.x:box.x2], centred=False)
+    top = max(box.y2 - rows, box.y)
+    label = _line(gray[top:box.y2, box.x:box.x2], Box(box.x, top, 0, 0), centred=False)
     if label is None:
         middle = box.y + int(box.h * (0.5 - MIDDLE_BAND / 2))
-        label = _line(gray[middle:middle + int(box.h * MIDDLE_BAND), box.x:box.x2], centred=True)
+        label = _line(gray[middle:middle + int(box.h * MIDDLE_BAND), box.x:box.x2], Box(box.x, middle, 0, 0),
+                      centred=True)
     return label
 
 
-def _line(band: np.ndarray, centred: bool) -> Label | None:
+def _line(band: np.ndarray, origin: Box, centred: bool) -> Label | None:
     """The lowest substantial line of white letters in ``band``, starting in its left part
     (``centred``: centred in it), grown to its whole name: words beside it join while the
-    gap is under ``WORD_GAP`` line heights, its rows take in taller letters (brackets, Hangul)."""
+    gap is under ``WORD_GAP`` line heights, its rows take in taller letters (brackets, Hangul).
+    ``origin`` is the band's top-left corner in the frame."""
     if band.size == 0:
         return None
     scale = max(1, -(-BAND_ROWS // band.shape[0]))
@@ -127,8 +143,19 @@ def _line(band: np.ndarray, centred: bool) -> Label | None:
     x0, x1 = max(left - pad, 0), min(right + pad + 1, width)
     zoom = OCR_HEIGHT / (bottom - top + 1)
     picture = cv2.resize(255 - big[y0:y1, x0:x1], None, fx=zoom, fy=zoom, interpolation=cv2.INTER_CUBIC)
-    return Label(cv2.copyMakeBorder(picture, 12, 12, 12, 12, cv2.BORDER_REPLICATE),
-                 mask[top:bottom + 1, left:right + 1], (bottom - top + 1) / scale)
+    margin = STROKE_REACH + 1
+    where = Box(origin.x + left // scale - margin, origin.y + top // scale - margin,
+                (right - left) // scale + 1 + 2 * margin, (bottom - top) // scale + 1 + 2 * margin)
+    return Label(cv2.copyMakeBorder(picture, 12, 12, 12, 12, cv2.BORDER_REPLICATE), where,
+                 (bottom - top + 1) / scale)
+
+
+def letters_at(gray: np.ndarray, where: Box) -> Thumbnail | None:
+    """The thumbnail of the letters at ``where``, unscaled: how an unchanged label is recognised
+    each frame at a fraction of the cost of finding it."""
+    box = where.clip(gray.shape[1], gray.shape[0])
+    patch = gray[box.y:box.y2, box.x:box.x2]
+    return _thumbnail(white_letters(patch, STROKE_REACH)) if patch.size else None
 
 
 def _grow(mask: np.ndarray, top: int, bottom: int, left: int, right: int) -> tuple[int, int, int, int]:
@@ -232,7 +259,7 @@ class NameReader:
                  languages: Sequence[str] = ()):
         self.roster = tuple(roster)
         self._notify = notify or _stderr
-        self._cache: dict[str, tuple[Thumbnail | None, str]] = {}   # tile key -> its label, its name
+        self._cache: dict[str, _Seen] = {}   # tile key -> its label when last read
         self._ocr = self._engines(tuple(languages)) if ocr else None
 
     @property
@@ -296,23 +323,27 @@ class NameReader:
             return {}
         gray = to_gray(image)
         tiles = tuple(tiles)
-        changed: dict[str, tuple[Thumbnail, np.ndarray]] = {}
+        changed: dict[str, tuple[Label, Thumbnail]] = {}
         for tile in tiles:
-            label = find_label(gray, tile)
-            thumb = _thumbnail(label.letters) if label else None
             known = self._cache.get(tile.key)
-            if thumb is None:
-                self._cache[tile.key] = (None, "")   # no label, or too small to be letters
-            elif known is None or not _same_label(known[0], thumb):
-                changed[tile.key] = (thumb, label.picture)
+            if known is not None and _unchanged(gray, tile, known):
+                continue
+            label = find_label(gray, tile)
+            thumb = letters_at(gray, label.where) if label else None
+            if label is None or thumb is None:   # no label, or too small to be letters
+                self._cache[tile.key] = _Seen("", tile=_coarse(gray, tile))
+            elif known is not None and _same_label(known.thumb, thumb):
+                self._cache[tile.key] = _Seen(known.name, label.where, thumb)   # moved, same letters
+            else:
+                changed[tile.key] = (label, thumb)
         if changed:
-            texts = self._recognise([picture for _, picture in changed.values()])
-            for (key, (thumb, _)), text in zip(changed.items(), texts):
+            texts = self._recognise([label.picture for label, _ in changed.values()])
+            for (key, (label, thumb)), text in zip(changed.items(), texts):
                 known = self._cache.get(key)
-                if not text and known and known[1] and _same_extent(known[0], thumb):
-                    text = known[1]   # an unsure re-read of letters of the same extent: still them
-                self._cache[key] = (thumb, text)
-        names = {tile.key: self._cache[tile.key][1] for tile in tiles}
+                if not text and known and known.name and _same_extent(known.thumb, thumb):
+                    text = known.name   # an unsure re-read of letters of the same extent: still them
+                self._cache[key] = _Seen(text, label.where, thumb)
+        names = {tile.key: self._cache[tile.key].name for tile in tiles}
         # A name in two tiles identifies no one: both stay tile keys rather than merge two people.
         seen = Counter(names.values())
         return {key: name for key, name in names.items() if name and seen[name] == 1}
@@ -399,6 +430,21 @@ def _plausible(text: str) -> str:
     """``text`` if it could be a name (letters, digits, spaces, ``.-'``, brackets), else "": ``{``, ``<``
     or quotes inside a reading mean Tesseract took bits of a face for letters."""
     return "" if re.search(r"[^\w .'’()\[\]-]", text) else text
+
+
+def _unchanged(gray: np.ndarray, tile: Tile, known: _Seen) -> bool:
+    """Whether the tile still shows what it showed when last read: the same letters in the same
+    place, or (no label then) about the same picture."""
+    if known.where is not None:
+        return tile.box.contains(known.where.center) and _same_label(known.thumb, letters_at(gray, known.where))
+    return known.tile is not None and float(np.abs(_coarse(gray, tile) - known.tile).mean()) < SAME_TILE
+
+
+def _coarse(gray: np.ndarray, tile: Tile) -> np.ndarray:
+    box = tile.box.clip(gray.shape[1], gray.shape[0])
+    view = gray[box.y:box.y2, box.x:box.x2]
+    return cv2.resize(view, COARSE, interpolation=cv2.INTER_AREA).astype(np.float32) if view.size else \
+        np.zeros(COARSE[::-1], np.float32)
 
 
 def _thumbnail(mask: np.ndarray) -> Thumbnail | None:
