@@ -196,11 +196,12 @@ class TileFinder:
     or arrived), when more than a quarter tile's worth of lattice points flip (tiles moved,
     a panel opened), or every ``refresh`` seconds to be safe. A check costs ~0.2 ms at
     1080p against ~8 ms for a detection; a moving speaker border or cursor is below both
-    thresholds.
+    thresholds. A frame with no gallery (a shared slide, a webcam) is looked at again every
+    ``retry`` seconds: detection on text-heavy frames costs 50-100 ms, too much for every frame.
     """
 
-    def __init__(self, refresh: float = 10.0):
-        self.refresh = refresh
+    def __init__(self, refresh: float = 10.0, retry: float = 1.0):
+        self.refresh, self.retry = refresh, retry
         self.detections = 0
         self._tiles: tuple[Tile, ...] = ()
         self._shape: tuple[int, ...] = ()
@@ -223,8 +224,10 @@ class TileFinder:
         return [_is_background(gray[ys, xs], self._background) for ys, xs in (*self._rings, self._lattice)]
 
     def _changed(self, gray: np.ndarray, timestamp: float) -> bool:
-        if not self._watching or gray.shape != self._shape or not 0 <= timestamp - self._when < self.refresh:
+        if gray.shape != self._shape or not 0 <= timestamp - self._when < self.refresh:
             return True
+        if not self._watching:
+            return timestamp - self._when >= self.retry
         now = self._near_background(gray)
         rings = any(np.mean(a != b) > 0.5 for a, b in zip(now[:-1], self._seen[:-1]) if a.size)
         quarter_tile = self._tiles[0].box.area / LATTICE ** 2 / 4
@@ -233,7 +236,7 @@ class TileFinder:
     def _detect(self, gray: np.ndarray, timestamp: float) -> None:
         (self._tiles, background), self._shape, self._when = _find(gray), gray.shape, timestamp
         self.detections += 1
-        self._watching = background is not None and len(self._tiles) > 1   # else look again next frame
+        self._watching = background is not None and len(self._tiles) > 1   # else look again after retry
         if not self._watching:
             return
         self._background = background

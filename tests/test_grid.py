@@ -85,7 +85,10 @@ def test_tile_finder_detects_again_only_when_the_layout_changes():
     assert finder.detections == 7
     whole = np.zeros((360, 640, 3), np.uint8)
     assert finder(whole, 101.0) == find_tiles(whole) and finder(whole, 101.5) == find_tiles(whole)
-    assert finder.detections == 9   # no gallery: nothing to watch, so it looks every frame
+    assert finder.detections == 8   # no gallery (a slide, a webcam): looked at again only every second
+    small = cv2.resize(frame(), (640, 360))
+    assert finder(small, 101.9) == find_tiles(whole) and finder.detections == 8
+    assert finder(small, 102.0) == find_tiles(small) and len(find_tiles(small)) == 23   # found within a second
 
 
 @pytest.mark.parametrize("rows,cols,size,gap", [(1, 1, (1920, 1080), 8), (1, 1, (640, 360), 2),
