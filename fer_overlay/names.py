@@ -45,15 +45,14 @@ COARSE = (16, 9)         # size of the picture a tile without a label is compare
 SAME_TILE = 4.0          # mean grey difference of that picture below which the tile is unchanged
 SAME_LABEL = 0.05        # mean thumbnail difference below which a label is unchanged (noise: < 0.02)
 ROSTER_CUTOFF = 0.75     # difflib similarity a reading needs to be taken as a roster name
-FLAT_SHARE = 0.6         # camera-off: this share of the tile is exactly its most common grey
 TESSERACT_CONFIG = "--psm 7"   # one line of text
 MIN_CONFIDENCE = 60      # Tesseract word confidence (0-100) below which a label counts as unread
 SCRIPT_CONFIDENCE = 70   # mean confidence a non-Latin reading needs to replace the Latin one
 PPOCR_SURE = 0.75        # PP-OCR line score below which a label counts as unread (measured: see README)
-PPOCR_CERTAIN = 0.9      # a first reading this sure is taken without reading the other renderings
-PPOCR_AGREED = 0.65      # ... unless another rendering of the label reads the same name
-AGREE = 0.8              # difflib similarity of two readings of one label that agree
-LETTER_WIDTH = 0.8       # line heights a letter of a name takes at most (real labels: median 0.67, 95 % <= 0.8)
+PPOCR_CERTAIN = 0.9      # a Latin name read this sure from the first rendering is taken alone
+PPOCR_AGREED = 0.65      # ... else a reading this sure that ...
+VOTES = 3                # ... this many of the label's renderings read alike
+AGREE = 0.9              # difflib similarity of two readings that read alike
 NOT_SCRIPTS = {"osd", "equ"}   # Tesseract data that is no language of names
 FALLBACK_NOTICE = "names: no OCR is available ({why}); students are shown by tile (r1c1, ...)"
 LANGUAGE_NOTICE = "names: Tesseract has no '{lang}' language ({why}); such names stay tile keys"
@@ -77,11 +76,6 @@ class Label:
     pictures: Renderings
     where: Box      # the letters with STROKE_REACH + 1 px round them, in the frame
     height: float   # unscaled px
-
-    @property
-    def length(self) -> float:
-        """The letters' width in line heights."""
-        return (self.where.w - 2 * (STROKE_REACH + 1)) / self.height
 
 
 @dataclass(frozen=True)
@@ -132,13 +126,21 @@ def find_label(gray: np.ndarray, tile: Tile) -> Label | None:
 
 
 def _rendered(gray: np.ndarray, label: Label) -> Label:
-    """The label with its other renderings: its unscaled box at each of ``NATIVE_HEIGHTS``."""
+    """The label with its other renderings: its unscaled box at each of ``NATIVE_HEIGHTS``, smooth
+    and linear, and the box less half its margin with a plain border (PP-OCR's 48 px in all)."""
     box = label.where.clip(gray.shape[1], gray.shape[0])
     patch = 255 - gray[box.y:box.y2, box.x:box.x2]
-    if patch.size == 0:
+    inner = patch[2:-2, 2:-2]
+    if inner.size == 0:
         return label
-    more = tuple(cv2.resize(patch, None, fx=h / patch.shape[0], fy=h / patch.shape[0], interpolation=cv2.INTER_LINEAR)
-                 for h in NATIVE_HEIGHTS)
+
+    def scaled(picture: np.ndarray, height: int, how: int) -> np.ndarray:
+        return cv2.resize(picture, None, fx=height / picture.shape[0], fy=height / picture.shape[0], interpolation=how)
+
+    more = (scaled(patch, NATIVE_HEIGHTS[0], cv2.INTER_CUBIC),
+            *(scaled(patch, height, cv2.INTER_LINEAR) for height in NATIVE_HEIGHTS),
+            cv2.copyMakeBorder(scaled(inner, NATIVE_HEIGHTS[-1] * inner.shape[0] // (inner.shape[0] + 8),
+                                      cv2.INTER_LINEAR), 4, 4, 8, 8, cv2.BORDER_REPLICATE))
     return Label(label.pictures + more, label.where, label.height)
 
 
@@ -247,20 +249,6 @@ def match_roster(text: str, roster: Sequence[str], cutoff: float = ROSTER_CUTOFF
         return folded[close[0]]
     starting = [name for key, name in folded.items() if len(text) >= 4 and key.startswith(text.casefold())]
     return starting[0] if len(starting) == 1 else text
-
-
-def is_camera_off(image: np.ndarray, tile: Tile) -> bool:
-    """A rendered camera-off tile is one flat grey apart from the name or initials.
-
-    Video, even of a plain wall, has sensor noise and light gradients, so barely a fifth of
-    its pixels share one exact grey; a camera-off tile has ~90%.
-    """
-    box = tile.box.clip(image.shape[1], image.shape[0])
-    view = image[box.y:box.y2:2, box.x:box.x2:2]
-    if view.size == 0:
-        return False
-    gray = to_gray(view)
-    return float(np.bincount(gray.ravel(), minlength=256).max()) / gray.size >= FLAT_SHARE
 
 
 def read_roster(lines: Iterable[str]) -> tuple[str, ...]:
@@ -399,9 +387,9 @@ def ppocr_lines(recogniser, labels: Sequence[Label]) -> list[Reading]:
 
     Every rendering is read alone: in a batch PP-OCR pads each picture to the widest one, and
     the padding changes its readings, so a label would read differently beside other labels.
-    A reading is taken when its score is sure, or when it is a Latin name that another
-    rendering reads too (measured on 5 px labels: agreement adds a quarter of the names read
-    at no more misreads than the sure score alone).
+    A Latin name is taken from the first rendering when its score is ``PPOCR_CERTAIN``, else
+    when ``VOTES`` renderings read it alike (measured on real labels, 5 px ones included:
+    more names read right and fewer wrong than any score threshold on one rendering).
     """
     def read(picture: np.ndarray) -> Reading:
         (text, score), = recogniser([cv2.cvtColor(picture, cv2.COLOR_GRAY2BGR)])[0]
@@ -411,32 +399,35 @@ def ppocr_lines(recogniser, labels: Sequence[Label]) -> list[Reading]:
     for label in labels:
         first, *others = label.pictures
         reading = read(first)
-        if not (reading[1] >= PPOCR_CERTAIN and _LATIN_NAME.fullmatch(reading[0])):   # else it needs no backing
-            reading = _agreed([reading] + [read(picture) for picture in others], label.length)
+        if _foreign_letters(reading[0]):   # another script: Tesseract's line, no use reading it again
+            reading = "", 0.0
+        elif not (reading[1] >= PPOCR_CERTAIN and _LATIN_NAME.fullmatch(reading[0])):
+            reading = _agreed([reading] + [read(picture) for picture in others])
         readings.append(reading)
     return [(_word_starts(text), score) for text, score in readings]
 
 
-def _agreed(readings: Sequence[Reading], length: float) -> Reading:
-    """The reading of one label from several renderings: the best-scored Latin name that others
-    agree with (score >= PPOCR_AGREED), else the first rendering's when it is sure.
-
-    Renderings agree on a reading that drops the same faint letters (``Mayle Quios``), so an
-    agreed name must also fill the line: at most ``LETTER_WIDTH`` line heights a letter.
-    """
-    names = [(text, score) for text, score in readings
-             if _LATIN_NAME.fullmatch(text) and length <= LETTER_WIDTH * len(text)]
-    backed = [(sum(_similar(text, other) for other, _ in names), score, text) for text, score in names]
-    backed = [(votes, score, text) for votes, score, text in backed if votes >= 2 and score >= PPOCR_AGREED]
+def _agreed(readings: Sequence[Reading]) -> Reading:
+    """One label's reading from its renderings: of the Latin names read alike by ``VOTES`` of them
+    (score >= PPOCR_AGREED), the one closest to the others (the letters most renderings saw).
+    A line that is no Latin name keeps the first rendering's reading when it is sure (the
+    digits of ``김선경(20200756)``: Tesseract reads such lines next)."""
+    names = [text for text, _ in readings if _LATIN_NAME.fullmatch(text)]
+    backed = []
+    for text, score in readings:
+        alike = [_likeness(text, other) for other in names]
+        if text in names and score >= PPOCR_AGREED and sum(r >= AGREE for r in alike) >= VOTES:
+            backed.append((sum(r for r in alike if r >= AGREE), score, text))
     if backed:
         _, score, text = max(backed)
         return text, score
-    text, score = readings[0] if readings else ("", 0.0)
-    return (text, score) if score >= PPOCR_SURE and not _foreign_letters(text) else ("", 0.0)
+    text, score = readings[0]
+    latin = bool(_LATIN_NAME.fullmatch(text))
+    return (text, score) if not latin and score >= PPOCR_SURE and not _foreign_letters(text) else ("", 0.0)
 
 
-def _similar(a: str, b: str) -> bool:
-    return difflib.SequenceMatcher(None, a.casefold(), b.casefold()).ratio() >= AGREE
+def _likeness(a: str, b: str) -> float:
+    return difflib.SequenceMatcher(None, a.casefold(), b.casefold()).ratio()
 
 
 def _word_starts(text: str) -> str:

@@ -2,8 +2,8 @@
 
 Tiles come from the labels (gallery box, grid, tile count, Zoom's centred / Meet's
 left-aligned last row), so this measures the name stage alone, whatever the grid stage finds.
-A name counts as read by the score script's rule (difflib ratio >= 0.8 against its tile's
-label); a misread is a reading that matches no label of the image (a wrong identity).
+A name counts as read by the issue's rule (within two characters of its tile's label and
+difflib ratio >= 0.8); a misread is a reading that matches no label of the image (a wrong identity).
 """
 
 import difflib
@@ -40,8 +40,19 @@ def label_tiles(label: dict) -> list[Tile]:
     return tiles
 
 
+def edit_distance(a: str, b: str) -> int:
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
+
+
 def similar(a: str, b: str) -> bool:
-    return difflib.SequenceMatcher(None, a.lower(), b.lower()).ratio() >= 0.8
+    """The issue's rule, as tests/test_meetings.py applies it: within two characters and difflib ratio >= 0.8."""
+    a, b = a.casefold(), b.casefold()
+    return edit_distance(a, b) <= 2 and difflib.SequenceMatcher(None, a, b).ratio() >= 0.8
 
 
 def test_names_on_real_meeting_screenshots():
@@ -72,6 +83,7 @@ def test_names_on_real_meeting_screenshots():
         read, labelled, misread, given = read + hits, labelled + count, misread + len(wrong), given + len(names)
     print(f"{'all':24s} {read:4d}/{labelled:<4d} {misread:7d}   ({read / labelled:.1%} read, "
           f"{misread}/{given} readings wrong)")
-    # Measured 147/196 (75%) with 5 of 153 readings wrong; the issue's target is 90%.
-    assert read >= 0.72 * labelled
+    # Measured 151/196 (77%) with 5 of 157 readings wrong (the issue's rule; 7x7 promo 19/48 with
+    # 2 wrong, Korean 33/47 with 3 wrong); the issue's target is 90%.
+    assert read >= 0.75 * labelled
     assert misread <= 0.04 * given
