@@ -32,6 +32,18 @@ def public_faces(fer2013):
     return fer2013["pixels"][keep], fer2013["emotion"][keep].astype(np.int64)
 
 
+def start_service(command: list[str], ready, name: str, timeout: float) -> subprocess.Popen:
+    """Start a background program and wait until ``ready()``; fail the test if it dies or is slow."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while not ready():
+        if time.time() > deadline or process.poll() is not None:
+            process.kill()
+            pytest.fail(f"{name} did not start")
+        time.sleep(0.05)
+    return process
+
+
 @pytest.fixture(scope="session")
 def xvfb():
     """A real X server 1280x720x24 on a free display number; yields the DISPLAY string."""
@@ -41,14 +53,8 @@ def xvfb():
         if not Path(f"/tmp/.X{number}-lock").exists():
             break
     display = f":{number}"
-    server = subprocess.Popen(["Xvfb", display, "-screen", "0", "1280x720x24", "-nolisten", "tcp"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 10
-    while not Path(f"/tmp/.X11-unix/X{number}").exists():
-        if time.time() > deadline or server.poll() is not None:
-            server.kill()
-            pytest.fail("Xvfb did not start")
-        time.sleep(0.05)
+    server = start_service(["Xvfb", display, "-screen", "0", "1280x720x24", "-nolisten", "tcp"],
+                           Path(f"/tmp/.X11-unix/X{number}").exists, "Xvfb", timeout=10)
     yield display
     server.terminate()
     server.wait(timeout=5)

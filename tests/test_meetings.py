@@ -17,7 +17,7 @@ import pytest
 from rich.console import Console
 from rich.table import Table
 
-from conftest import REPO
+from tests.conftest import REPO
 from fer_overlay.config import Config
 from fer_overlay.core import Frame, FrameResult, Tile
 from fer_overlay.pipeline import Analyzer

@@ -18,7 +18,7 @@ from fer_overlay.cli import main
 from fer_overlay.draw import STATE_COLORS
 from fer_overlay.errors import SourceError
 from fer_overlay.sources import WindowSource, desktop_windows, find_window
-from tests.conftest import REPO
+from tests.conftest import REPO, start_service
 
 TITLE = "Zoom Meeting - test"
 NAMES = ["Ana Lima", "Ben Okafor", "Chen Wei", "Dana Cruz", "Eli Stone", "Fay Moss", "Gus Hart", "Ivy Park", "Jon Reyes"]
@@ -68,13 +68,7 @@ def desktop(xvfb):
         pytest.skip("openbox is not installed (apt-get install openbox): --window needs a window manager")
     mp = pytest.MonkeyPatch()
     mp.setenv("DISPLAY", xvfb)
-    wm = subprocess.Popen(["openbox", "--sm-disable"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 15
-    while not _wm_running(xvfb):
-        if time.time() > deadline or wm.poll() is not None:
-            wm.kill()
-            pytest.fail("openbox did not start")
-        time.sleep(0.1)
+    wm = start_service(["openbox", "--sm-disable"], lambda: _wm_running(xvfb), "openbox", timeout=15)
     yield xvfb
     wm.terminate()
     wm.wait(timeout=5)
