@@ -405,7 +405,7 @@ def ppocr_lines(recogniser, labels: Sequence[Label]) -> list[Reading | None]:
         if _foreign_letters(reading[0]):   # another script: no use reading it again
             readings.append(None)
         elif reading[1] >= PPOCR_CERTAIN and _LATIN_NAME.fullmatch(reading[0]):
-            readings.append((_word_starts(reading[0]), reading[1]))
+            readings.append((_word_starts(_cut_short(reading[0], [reading])), reading[1]))
         else:
             agreed = _agreed([reading] + [read(picture) for picture in others])
             readings.append((_word_starts(agreed[0]), agreed[1]) if agreed else None)
@@ -425,11 +425,20 @@ def _agreed(readings: Sequence[Reading]) -> Reading | None:
             backed.append((sum(r for r in alike if r >= AGREE), score, text))
     if backed:
         _, score, text = max(backed)
-        return text, score
+        return _cut_short(text, readings), score
     text, score = readings[0]
     if _LATIN_NAME.fullmatch(text):
         return "", 0.0
     return (text, score) if score >= PPOCR_SURE else None
+
+
+def _cut_short(text: str, readings: Sequence[Reading]) -> str:
+    """``text`` ending in the app's ``...`` where the label was cut short, without trailing dots
+    elsewhere: PP-OCR reads the mark as one to four dots, or drops it in some renderings, so it
+    stands where two renderings (the only one, if one was read) end in dots."""
+    dotted = sum(reading.endswith((".", "…")) for reading, _ in readings)
+    name = text.rstrip(".… ")
+    return name + "..." if dotted >= min(2, len(readings)) else name
 
 
 def _likeness(a: str, b: str) -> float:
