@@ -5,7 +5,10 @@ translucent box, Meet with a shadow right of the microphone icon, on camera-off 
 The label is found as a line of white letters with darker pixels close on both sides, then
 read by PP-OCR (``rapidocr-onnxruntime``: pip installs it with its models, best on Latin
 letters, also 5 px ones) and by Tesseract for the teacher's non-Latin languages
-(``--ocr-lang kor+eng``; Tesseract alone reads everything where PP-OCR is missing). A student
+(``--ocr-lang kor+eng``; Tesseract alone reads everything where PP-OCR is missing). Each label is
+drawn several ways (upscaled smoothly and linearly, at several heights) and a name is taken
+only where the renderings' readings agree: on 5 px letters one reading alone is often wrong,
+the same mistake in several rarely. A student
 then keeps their row when the gallery reshuffles. OCR costs tens of milliseconds a label,
 so a tile's label is read again only when its letters change (compared as a tiny
 thumbnail, so video noise and the room behind the label do not count as a change).
@@ -52,7 +55,7 @@ SCRIPT_VOTES = 2         # ... and this many renderings of the label read exactl
 PPOCR_SURE = 0.75        # PP-OCR line score below which a label counts as unread (measured: see README)
 PPOCR_CERTAIN = 0.9      # a Latin name read this sure from the first rendering is taken alone
 PPOCR_AGREED = 0.65      # ... else a reading this sure that ...
-VOTES = 3                # ... this many of the label's renderings read alike
+VOTES = 4                # ... this many of the five renderings read alike (3: two more names, four more wrong)
 AGREE = 0.9              # difflib similarity of two readings that read alike
 NOT_SCRIPTS = {"osd", "equ"}   # Tesseract data that is no language of names
 FALLBACK_NOTICE = "names: no OCR is available ({why}); students are shown by tile (r1c1, ...)"

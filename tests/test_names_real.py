@@ -83,7 +83,7 @@ def test_names_on_real_meeting_screenshots():
         read, labelled, misread, given = read + hits, labelled + count, misread + len(wrong), given + len(names)
     print(f"{'all':24s} {read:4d}/{labelled:<4d} {misread:7d}   ({read / labelled:.1%} read, "
           f"{misread}/{given} readings wrong)")
-    # Measured 160/196 (82%) with 2 of 163 readings wrong (the rule; 7x7 promo 19/48 with
-    # 2 wrong, Korean 42/47 with none); the target is 90%.
-    assert read >= 0.79 * labelled
-    assert misread <= 0.03 * given
+    # Measured 158/196 (81%) with none of 158 readings wrong (the rule; 7x7 promo 18/48,
+    # Korean 42/47); the target is 90%.
+    assert read >= 0.78 * labelled
+    assert misread <= 0.02 * given
