@@ -1,17 +1,17 @@
-"""Who is in which tile: participant names read from the tiles' name labels, and camera-off tiles.
+"""Who is in which tile: participant names read from the tiles' name labels.
 
 Meeting apps draw each participant's name bottom-left in white: Zoom and Teams on a dark
 translucent box, Meet with a shadow right of the microphone icon, on camera-off tiles too.
 The label is found as a line of white letters with darker pixels close on both sides, then
 read by PP-OCR (``rapidocr-onnxruntime``: pip installs it with its models, best on Latin
 letters, also 5 px ones) and by Tesseract for the teacher's non-Latin languages
-(``--ocr-lang kor+eng``; Tesseract alone reads everything where PP-OCR is missing). Each label is
-drawn several ways (upscaled smoothly and linearly, at several heights) and a name is taken
-only where the renderings' readings agree: on 5 px letters one reading alone is often wrong,
-the same mistake in several rarely. A student
-then keeps their row when the gallery reshuffles. OCR costs tens of milliseconds a label,
-so a tile's label is read again only when its letters change (compared as a tiny
-thumbnail, so video noise and the room behind the label do not count as a change).
+(``--ocr-lang kor+eng``; Tesseract alone reads everything where PP-OCR is missing). Each
+label is drawn several ways (upscaled smoothly and linearly, at several heights) and a name
+is taken where the readings agree: on 5 px letters one reading alone is often wrong, the
+same mistake in several rarely. A student then keeps their row when the gallery reshuffles.
+OCR costs tens of milliseconds a label, so a tile's label is read again only when its
+letters change (compared as a tiny thumbnail, so video noise and the room behind the label
+do not count as a change).
 """
 
 from __future__ import annotations
