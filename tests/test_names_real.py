@@ -6,18 +6,16 @@ A name counts as read by the issue's rule (within two characters of its tile's l
 difflib ratio >= 0.8); a misread is a reading that matches no label of the image (a wrong identity).
 """
 
-import difflib
 import json
 import time
-from pathlib import Path
 
 import cv2
 import pytest
 
 from fer_overlay.core import Box, Tile
 from fer_overlay.names import NameReader
+from tests.conftest import MEETINGS, same_name
 
-MEETINGS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "meetings"
 LANGUAGES = ("kor", "eng")   # as a Korean teacher passes --ocr-lang kor+eng
 
 pytestmark = pytest.mark.skipif(not (MEETINGS / "labels.json").is_file(),
@@ -40,21 +38,6 @@ def label_tiles(label: dict) -> list[Tile]:
     return tiles
 
 
-def edit_distance(a: str, b: str) -> int:
-    row = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, cb in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
-    return row[-1]
-
-
-def similar(a: str, b: str) -> bool:
-    """The issue's rule, as tests/test_meetings.py applies it: within two characters and difflib ratio >= 0.8."""
-    a, b = a.casefold(), b.casefold()
-    return edit_distance(a, b) <= 2 and difflib.SequenceMatcher(None, a, b).ratio() >= 0.8
-
-
 def test_names_on_real_meeting_screenshots():
     reader = NameReader(notify=lambda _: None, languages=LANGUAGES)
     if not reader.available:
@@ -75,9 +58,9 @@ def test_names_on_real_meeting_screenshots():
         reader._ocr = lambda pictures: calls.extend(pictures) or ocr(pictures)
         assert reader.read(image, tiles) == names and not calls   # unchanged labels are not read again
         truth = label["names"]
-        hits = sum(bool(name and tile.key in names and similar(name, names[tile.key]))
+        hits = sum(bool(name and tile.key in names and same_name(name, names[tile.key]))
                    for tile, name in zip(tiles, truth))
-        wrong = [text for text in names.values() if not any(name and similar(name, text) for name in truth)]
+        wrong = [text for text in names.values() if not any(name and same_name(name, text) for name in truth)]
         count = sum(name is not None for name in truth)
         print(f"{image_id:24s} {hits:4d}/{count:<4d} {len(wrong):7d} {ms:7.0f} {ms / len(tiles):8.1f}  {wrong}")
         read, labelled, misread, given = read + hits, labelled + count, misread + len(wrong), given + len(names)
