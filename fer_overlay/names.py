@@ -306,7 +306,7 @@ class NameReader:
             # Lines not read as plain Latin words go to Tesseract in the teacher's other scripts:
             # PP-OCR's model knows Latin and Chinese only, so of ``김선경(20200756)`` it reads
             # Chinese, ASCII debris or the digits alone.
-            rest = [i for i, text in enumerate(texts) if not _LATIN_NAME.fullmatch(text) and i not in latin]
+            rest = [i for i, text in enumerate(texts) if not _LATIN_LINE.fullmatch(text) and i not in latin]
             for lang in others:
                 for i in rest:
                     texts[i] = script_line(labels[i].pictures, lang) or texts[i]
@@ -501,6 +501,7 @@ def _sure_reading(words: list[tuple[int, str, float]]) -> Reading:
 
 
 _LATIN_NAME = re.compile(r"[A-Za-z][A-Za-z .'’-]+")
+_LATIN_LINE = re.compile(r"[A-Za-z][A-Za-z .'’-]*[A-Za-z.][\w .'’()\[\]-]*")   # a name, maybe with numbers: "Student 12"
 _HANGUL_GAP = re.compile(r"(?<=[\uac00-\ud7a3]) (?=[\uac00-\ud7a3])")
 
 
