@@ -10,7 +10,9 @@ import argparse
 import contextlib
 import os
 import re
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -144,9 +146,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
+    # A closed terminal (SIGHUP), a logout or a service manager (SIGTERM) stop a run like Ctrl-C:
+    # every file closed and complete, the session record ended.
+    stops = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    previous = {stop: signal.signal(stop, _interrupt) for stop in stops} \
+        if threading.current_thread() is threading.main_thread() else {}
     try:
         return args.handler(args, console) or 0
     except UserError as exc:
@@ -155,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("stopped")
         return 130
+    finally:
+        for stop, handler in previous.items():
+            signal.signal(stop, handler)
 
 
 # ---------------------------------------------------------------- commands

@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -119,8 +120,10 @@ def test_no_virtual_camera_backend_is_a_clear_error(xvfb, config_home):
     assert done.returncode == 2 and "v4l2loopback" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_ctrl_c_keeps_everything_written(gallery_video, tmp_path):
-    """SIGINT mid-run: the video file is playable and every JSON line is whole."""
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_signal_keeps_everything_written(stop, gallery_video, tmp_path):
+    """Ctrl-C, a service manager's SIGTERM or a closed terminal's SIGHUP mid-run: the video is
+    playable, every JSON line is whole and the session record is closed."""
     video, _ = gallery_video
     long_video = tmp_path / "long.mp4"
     capture = cv2.VideoCapture(str(video))
@@ -129,17 +132,19 @@ def test_ctrl_c_keeps_everything_written(gallery_video, tmp_path):
     for _ in range(400):
         writer.write(frame)
     writer.release()
-    out, jsonl = tmp_path / "out.mp4", tmp_path / "out.jsonl"
+    out, jsonl, db = tmp_path / "out.mp4", tmp_path / "out.jsonl", tmp_path / "class.db"
     process = subprocess.Popen([sys.executable, "-m", "fer_overlay.cli", "analyze", str(long_video), "--out", str(out),
-                                "--json", str(jsonl), "--no-table"], cwd=REPO,
+                                "--json", str(jsonl), "--record", str(db), "--no-table"], cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not (jsonl.exists() and jsonl.read_text().count("\n") >= 5):
         assert time.time() < deadline and process.poll() is None
         time.sleep(0.1)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)
     _, stderr = process.communicate(timeout=60)
-    assert "Traceback" not in stderr
+    assert process.returncode == 130 and "Traceback" not in stderr
+    with sqlite3.connect(db) as con:
+        assert con.execute("select ended_at is not null from sessions").fetchall() == [(1,)]
     lines = jsonl.read_text().splitlines()
     assert all(json.loads(line)["frame_index"] == i for i, line in enumerate(lines))
     frames, size = count_frames(out)
@@ -170,7 +175,6 @@ def test_demo_record_then_report(tmp_path, capsys):
 
 
 def test_retention_reminder(tmp_path, capsys):
-    import sqlite3
     db = tmp_path / "class.db"
     assert main(["demo", "--seconds", "1", "--out", str(tmp_path / "d.mp4"), "--no-table", "--record", str(db)]) == 0
     with sqlite3.connect(db) as con:
