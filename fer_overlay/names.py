@@ -438,9 +438,12 @@ def _agreed(readings: Sequence[Reading]) -> Reading | None:
 def _cut_short(text: str, readings: Sequence[Reading]) -> str:
     """``text`` ending in the app's ``...`` where the label was cut short, without trailing dots
     elsewhere: PP-OCR reads the mark as one to four dots, or drops it in some renderings, so it
-    stands where two renderings (the only one, if one was read) end in dots."""
+    stands where two renderings (the only one, if one was read) end in dots. A lone letter with
+    one dot is an initial unless some rendering shows more dots."""
     dotted = sum(reading.endswith((".", "…")) for reading, _ in readings)
     name = text.rstrip(".… ")
+    if re.search(r"(?:^|\s)\w\.$", text) and not any(r.endswith(("..", "…")) for r, _ in readings):
+        return text   # an initial's one dot ("Amara O."), not the app's mark
     return name + "..." if dotted >= min(2, len(readings)) else name
 
 

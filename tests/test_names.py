@@ -13,7 +13,7 @@ from fer_overlay.cli import main
 from fer_overlay.core import EMOTIONS, Box, Face, Tile
 from fer_overlay.gallery import compose_gallery
 from fer_overlay.grid import find_tiles
-from fer_overlay.names import NameReader, Pseudonyms, clean_text, match_roster, read_roster
+from fer_overlay.names import NameReader, Pseudonyms, _cut_short, clean_text, match_roster, read_roster
 from fer_overlay.track import Tracker
 
 NAMES = ("Emma Johnson", "Liam Smith", "Olivia Brown", "Noah Williams", "Priya Patel", "Lucas Garcia",
@@ -272,3 +272,13 @@ def test_analyze_a_meeting_screenshot_gives_one_named_row_per_participant(faces,
     present = [row for row in rows if row["status"] == "present"]
     assert len(present) >= 8 and all(row["emotion"] in EMOTIONS for row in present)
     assert NAMES[0] in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("readings,name", [
+    (["Amara O.", "Amara O.", "Amara O"], "Amara O."),                       # an initial keeps its one dot
+    (["Donna Norkeliun...", "Donna Norkeliun..", "Donna Norkeliun"], "Donna Norkeliun..."),   # the app's mark
+    (["Thinh (James) T.", "Thinh (James) T...", "Thinh (James) T"], "Thinh (James) T..."),    # cut at a letter
+    (["Ben Okafor.", "Ben Okafor"], "Ben Okafor"),                           # one stray dot is no mark
+])
+def test_a_name_cut_short_keeps_the_apps_mark_and_an_initial_its_dot(readings, name):
+    assert _cut_short(readings[0], [(r, 0.9) for r in readings]) == name
