@@ -157,6 +157,16 @@ def test_demo_runs_headless(tmp_path):
     assert count_frames(out) == (20, (1280, 720))
 
 
+def test_a_minute_of_the_demo_records_one_row_per_participant(tmp_path):
+    """Every participant once, under the name on their tile: no "Chen L. I", no late tile-key row."""
+    from fer_overlay.demo import NAMES
+    db = tmp_path / "class.db"
+    assert main(["demo", "--seconds", "60", "--out", str(tmp_path / "d.mp4"), "--no-table", "--record", str(db)]) == 0
+    with sqlite3.connect(db) as con:
+        students = {row[0] for row in con.execute("select distinct student from samples")}
+    assert students == set(NAMES[:25])
+
+
 def test_notice_prints_chat_text(capsys):
     assert main(["notice"]) == 0
     out = capsys.readouterr().out
