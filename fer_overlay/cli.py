@@ -64,8 +64,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="with --record: remind me of sessions older than this (default 30d)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes end like every other user mistake: one ``error:`` line with the fix, exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fer-overlay", description="Live emotion overlay for lecture gallery views.")
+    parser = _Parser(prog="fer-overlay", description="Live emotion overlay for lecture gallery views.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     live = sub.add_parser("live", help="watch the screen (or a webcam) live")

@@ -81,6 +81,16 @@ def run_cli(*args, env=None, timeout=120):
 
 
 @pytest.mark.parametrize("args, message", [
+    (["live", "--fps"], "error: argument --fps: expected one argument (see 'fer-overlay live --help')"),
+    (["analyze"], "error: the following arguments are required: input (see 'fer-overlay analyze --help')"),
+    (["lvie"], "error: argument command: invalid choice: 'lvie'"),
+])
+def test_usage_mistakes_are_one_line(args, message):
+    done = run_cli(*args)
+    assert done.returncode == 2 and done.stderr.startswith(message) and done.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("args, message", [
     (["analyze", "missing.mp4"], "video missing.mp4 not found"),
     (["analyze", "missing.png"], "image missing.png: not found"),
     (["analyze", "{garbage}"], "not a readable video"),
