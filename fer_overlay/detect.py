@@ -24,9 +24,9 @@ from fer_overlay.assets import DETECTOR, bundled
 from fer_overlay.core import Box, Face, Tile
 from fer_overlay.errors import ModelError
 from fer_overlay.grid import assign_tiles
+from fer_overlay.preprocess import tile_picture
 
 TILE_WIDTH = 192          # px a faceless tile is resized to for the second look (160-240 find the same)
-TILE_THUMB = (16, 9)      # gray thumbnail a tile's second look is kept with
 TILE_CHANGE = 4.0         # mean thumbnail difference (grey levels) that makes a tile look again
 TILE_MAX_AGE = 2.0        # s; a second look is never reused for longer (slow drifts add up)
 TILE_LOOKS_PER_FRAME = 3  # stale tiles looked at again per frame (~2 ms each on a 2-core CPU)
@@ -135,7 +135,7 @@ class TileFaces:
         self._looks = {t.box: self._looks[t.box] for t in tiles if t.box in self._looks}
         stale = []
         for tile in faceless:
-            thumb = _thumbnail(gray, tile.box)
+            thumb = tile_picture(gray, tile.box)
             look = self._looks.get(tile.box)
             if look is None:
                 self._look(image, tile, thumb, timestamp)
@@ -163,14 +163,3 @@ def _without_bystanders(faces: list[Face]) -> tuple[Face, ...]:
         if face.tile is not None:
             tallest[face.tile] = max(tallest.get(face.tile, 0), face.box.h)
     return tuple(f for f in faces if f.tile is None or f.box.h >= BYSTANDER * tallest[f.tile])
-
-
-def _thumbnail(gray: np.ndarray, box: Box) -> np.ndarray:
-    """A tiny gray picture of the tile: compares in microseconds, blind to video noise."""
-    box = box.clip(gray.shape[1], gray.shape[0])
-    # Every n-th pixel first: still 4 per thumbnail pixel, and 20x cheaper than averaging them all.
-    step = max(1, min(box.w // (4 * TILE_THUMB[0]), box.h // (4 * TILE_THUMB[1])))
-    view = gray[box.y:box.y2:step, box.x:box.x2:step]
-    if view.size == 0:
-        return np.zeros(TILE_THUMB[::-1], np.float32)
-    return cv2.resize(view, TILE_THUMB, interpolation=cv2.INTER_AREA).astype(np.float32)

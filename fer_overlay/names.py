@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from fer_overlay.core import Box, Tile
-from fer_overlay.preprocess import to_gray
+from fer_overlay.preprocess import tile_picture, to_gray
 
 LABEL_BAND = 0.3         # share of the tile height searched for the name, from the bottom (Meet: ~0.85)
 LABEL_LEFT = 0.45        # a name starts in this left share of the tile
@@ -44,7 +44,6 @@ WORD_GAP = 1.2           # line heights: a wider gap ends the name (the room beh
 OCR_HEIGHT = 36          # px: the line's height in the picture handed to OCR
 NATIVE_HEIGHTS = (32, 48)   # px: heights of the unscaled label box in its other renderings (PP-OCR reads 48)
 THUMB = (64, 12)         # size of the letters thumbnail a tile's last reading is kept with
-COARSE = (16, 9)         # size of the picture a tile without a label is compared by
 SAME_TILE = 4.0          # mean grey difference of that picture below which the tile is unchanged
 SAME_LABEL = 0.05        # mean thumbnail difference below which a label is unchanged (noise: < 0.02)
 ROSTER_CUTOFF = 0.75     # difflib similarity a reading needs to be taken as a roster name
@@ -352,7 +351,7 @@ class NameReader:
             label = find_label(gray, tile)
             thumb = letters_at(gray, label.where) if label else None
             if label is None or thumb is None:   # no label, or too small to be letters
-                self._cache[tile.key] = _Seen("", tile=_coarse(gray, tile))
+                self._cache[tile.key] = _Seen("", tile=tile_picture(gray, tile.box))
             elif known is not None and _same_label(known.thumb, thumb):
                 self._cache[tile.key] = _Seen(known.name, label.where, thumb)   # moved, same letters
             else:
@@ -534,14 +533,7 @@ def _unchanged(gray: np.ndarray, tile: Tile, known: _Seen) -> bool:
     place, or (no label then) about the same picture."""
     if known.where is not None:
         return tile.box.contains(known.where.center) and _same_label(known.thumb, letters_at(gray, known.where))
-    return known.tile is not None and float(np.abs(_coarse(gray, tile) - known.tile).mean()) < SAME_TILE
-
-
-def _coarse(gray: np.ndarray, tile: Tile) -> np.ndarray:
-    box = tile.box.clip(gray.shape[1], gray.shape[0])
-    view = gray[box.y:box.y2, box.x:box.x2]
-    return cv2.resize(view, COARSE, interpolation=cv2.INTER_AREA).astype(np.float32) if view.size else \
-        np.zeros(COARSE[::-1], np.float32)
+    return known.tile is not None and float(np.abs(tile_picture(gray, tile.box) - known.tile).mean()) < SAME_TILE
 
 
 def _thumbnail(mask: np.ndarray) -> Thumbnail | None:

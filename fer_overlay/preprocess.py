@@ -15,6 +15,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from fer_overlay.core import Box
+
 FACE_SIZE = 48
 """Side of the square grayscale crop the CNN takes."""
 
@@ -91,3 +93,20 @@ def _shrink_region(gray, matrix, left_eye, right_eye, factor, size):
     fx, fy = small.shape[1] / region.shape[1], small.shape[0] / region.shape[0]
     move = lambda p: ((p[0] - x0) * fx, (p[1] - y0) * fy)  # noqa: E731
     return small, move(left_eye), move(right_eye)
+
+
+TILE_PICTURE = (16, 9)   # px; what a tile is compared by from frame to frame
+
+
+def tile_picture(gray: np.ndarray, box: Box) -> np.ndarray:
+    """A tiny gray picture of a tile: compares in microseconds, blind to video noise.
+
+    Every n-th pixel first (still 4 per picture pixel): 20x cheaper than averaging them all,
+    which matters because it runs for many tiles on every frame.
+    """
+    box = box.clip(gray.shape[1], gray.shape[0])
+    step = max(1, min(box.w // (4 * TILE_PICTURE[0]), box.h // (4 * TILE_PICTURE[1])))
+    view = gray[box.y:box.y2:step, box.x:box.x2:step]
+    if view.size == 0:
+        return np.zeros(TILE_PICTURE[::-1], np.float32)
+    return cv2.resize(view, TILE_PICTURE, interpolation=cv2.INTER_AREA).astype(np.float32)
