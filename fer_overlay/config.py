@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from fer_overlay.core import FlagRule
+from fer_overlay.core import FlagRule, Signals
 
 
 @dataclass(frozen=True)
@@ -22,3 +22,4 @@ class Config:
     ocr_languages: tuple[str, ...] = ()   # Tesseract codes of the names' languages (kor, eng); () = all installed
     flag: FlagRule = FlagRule()    # when the live table flags a student
     anonymize: bool = False        # show and keep pseudonyms ("Student 3"), never real names
+    signals: Signals = Signals.BOTH   # ATTENTION: head pose and presence only, no emotion model loaded

@@ -8,6 +8,7 @@ and a face's box, tile, student and emotion always stay together.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
 import numpy as np
 
@@ -18,6 +19,22 @@ NEGATIVE = frozenset({"angry", "disgust", "fear", "sad"})
 POSITIVE = frozenset({"happy", "surprise"})
 
 Point = tuple[float, float]
+
+
+class Signals(Enum):
+    """What a run infers: expressions, attention (head pose and presence, no emotion at all), or both."""
+
+    EMOTIONS = "emotions"
+    ATTENTION = "attention"
+    BOTH = "both"
+
+    @property
+    def emotions(self) -> bool:
+        return self is not Signals.ATTENTION
+
+    @property
+    def attention(self) -> bool:
+        return self is not Signals.EMOTIONS
 
 
 @dataclass(frozen=True)
@@ -91,6 +108,15 @@ class Tile:
 
 
 @dataclass(frozen=True)
+class HeadPose:
+    """Head orientation of one face from its five landmarks (see ``attention.py``)."""
+
+    yaw: float       # degrees; + = turned towards the image's right
+    pitch: float     # degrees; + = up
+    looking: bool    # towards the screen, by the thresholds in attention.py
+
+
+@dataclass(frozen=True)
 class Face:
     """A detected face and everything later stages learned about it.
 
@@ -105,6 +131,7 @@ class Face:
     student: str | None = None
     probabilities: tuple[float, ...] | None = None   # this frame's CNN output, EMOTIONS order
     smoothed: tuple[float, ...] | None = None        # per-student smoothed probabilities
+    pose: HeadPose | None = None                     # this frame's head orientation (attention signals)
 
     @property
     def eyes(self) -> tuple[Point, Point]:
@@ -166,6 +193,20 @@ class FlagRule:
     negative: float = 0.5          # share of the window's seconds with a negative emotion
     for_seconds: float = 60.0      # window length
     absent_seconds: float = 300.0  # flag an uninterrupted absence longer than this
+    away: float = 0.5              # share of the window's seconds not looking (head away or no face)
+
+
+@dataclass(frozen=True)
+class Attention:
+    """A student's attention signals: physical, visible states only (never an emotion)."""
+
+    state: str                    # "looking" | "away" | "no_face" | "camera_off" | "left"
+    yaw: float | None = None      # smoothed head orientation, degrees; None without a face
+    pitch: float | None = None
+    away_seconds: float = 0.0     # head turned away, in the last minute
+    no_face_seconds: float = 0.0  # video but no face, whole session
+    camera_off_seconds: float = 0.0   # camera off, whole session
+    flagged: bool = False         # not looking for most of the flag window (FlagRule.away)
 
 
 @dataclass(frozen=True)
@@ -181,6 +222,7 @@ class Student:
     since: float = 0.0            # seconds in the current emotion
     mix: tuple[float, ...] = ()   # share of each emotion over the last minute, EMOTIONS order
     flagged: bool = False         # negative for most of the flag window (FlagRule)
+    attention: Attention | None = None   # head pose and presence signals (attention.py)
 
 
 @dataclass(frozen=True)
@@ -196,6 +238,7 @@ class FrameResult:
     fps: float = 0.0              # analysis frames per second
     dropped: int = 0              # source frames never analysed (analysis was busy)
     excluded: tuple[Tile, ...] = ()   # opted-out students' tiles: never analysed, blacked out in every picture
+    signals: Signals = Signals.BOTH   # what was inferred: with ATTENTION no face has probabilities
 
     @property
     def mood(self) -> Mood:

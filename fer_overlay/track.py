@@ -86,8 +86,9 @@ class Tracker:
         self._named.update(dict.fromkeys(names.values()))
         out_faces, rows = [], {}
         for face, sid in zip(faces, student_ids(faces, names)):
-            if face.probabilities is None:
+            if face.probabilities is None:   # --signals attention: present, with no emotion at all
                 out_faces.append(dataclasses.replace(face, student=sid))
+                rows[sid] = Student(id=sid, tile=face.tile, status="present")
                 continue
             memory = self._smooth(sid, np.asarray(face.probabilities, np.float64), timestamp)
             smoothed = tuple(float(p) for p in memory.smoothed)
