@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 import numpy as np
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
 
 from fer_overlay.core import Attention, Face, FlagRule, FrameResult, HeadPose, Student
 
@@ -282,3 +285,93 @@ TABLE_HEADERS = ("Attention", "Away 1 min", "No face / cam off")
 
 def with_attention(faces: Sequence[Face]) -> bool:
     return any(f.pose is not None for f in faces)
+
+
+_FACE_EMOTION_KEYS = ("probabilities", "smoothed", "label", "confidence")
+_STUDENT_EMOTION_KEYS = ("emotion", "confidence")
+
+
+def json_view(result: FrameResult, record: dict) -> dict:
+    """The JSON of one frame (``sinks.result_to_dict``) with this module's signals.
+
+    Adds each face's ``pose``, each student's ``attention`` and the class's ``attention`` counts;
+    with ``--signals attention`` every emotion key is removed (there is no emotion to report, and
+    an empty ``label`` would still read as if one had been looked for). ``signals`` says which.
+    """
+    record["signals"] = result.signals.value
+    if result.signals.attention:
+        for face, out in zip(result.faces, record["faces"]):
+            out["pose"] = pose_dict(face.pose)
+        for student, out in zip(result.students, record["students"]):
+            out["attention"] = attention_dict(student.attention)
+        record["attention"] = counts(result)
+    if not result.signals.emotions:
+        for out in record["faces"]:
+            for key in _FACE_EMOTION_KEYS:
+                out.pop(key, None)
+        for out in record["students"]:
+            for key in _STUDENT_EMOTION_KEYS:
+                out.pop(key, None)
+        record.pop("mood", None)
+    return record
+
+
+STATE_BGR = {"looking": (80, 175, 76), "away": (0, 152, 255), "no_face": (158, 158, 158),
+             "camera_off": (97, 97, 97)}
+"""The feed's colours of the states (BGR of ``STATE_STYLES``)."""
+
+
+def pose_label(face: Face) -> tuple[str, tuple[int, int, int]] | None:
+    """The feed's face label of an attention-only run: ``looking`` or ``away``."""
+    if face.pose is None:
+        return None
+    state = "looking" if face.pose.looking else "away"
+    return state, STATE_BGR[state]
+
+
+def banner_texts(result: FrameResult, mood_counts: list, mood_summary: str,
+                 dim: tuple[int, int, int]) -> tuple[list, str]:
+    """The feed banner's rows: attention counts instead of the mood (attention only), or beside it (both)."""
+    if not result.signals.attention:
+        return mood_counts, mood_summary
+    if result.signals.emotions:
+        return mood_counts, f"{mood_summary}   {summary(result)}"
+    first, second = banner_rows(result)
+    n = counts(result)
+    return [(text, STATE_BGR[state] if n[state] else dim) for text, state in zip(first, n)], second
+
+
+def add_attention_columns(table: Table, students: Sequence[Student]) -> None:
+    """The live table's attention columns beside the emotion ones (``--signals both``: every row has attention)."""
+    if any(s.attention is not None for s in students):
+        for header in TABLE_HEADERS:
+            table.add_column(header, no_wrap=True)
+
+
+def attention_cells(student: Student) -> tuple:
+    """The row's cells under ``TABLE_HEADERS``; none for a run without attention signals."""
+    a = student.attention
+    if a is None:
+        return ()
+    state, away, gone = table_cells(student)
+    return (Text(state, style="bold red" if a.flagged else STATE_STYLES[a.state]), away, gone)
+
+
+def attention_table(result: FrameResult) -> Group:
+    """The live table of an attention-only run: one row per student, no emotion anywhere."""
+    n = counts(result)
+    faces = n["looking"] + n["away"]
+    title = Text.assemble(
+        "Class attention  ",
+        (f"looking {n['looking']}", STATE_STYLES["looking"]), "  ", (f"away {n['away']}", STATE_STYLES["away"]),
+        "  ", f"no face {n['no_face']}  camera off {n['camera_off']}",
+        f"  · looking {n['looking'] / faces:.0%} of faces" if faces else "  · no faces")
+    table = Table(expand=False)
+    table.add_column("Student", no_wrap=True, overflow="ellipsis")
+    for header in TABLE_HEADERS:
+        table.add_column(header, no_wrap=True)
+    for student in result.students:
+        table.add_row(student.id, *attention_cells(student), style="dim" if student.status != "present" else None)
+    caption = Text(f"analysis {result.fps:.1f} fps · {result.dropped} dropped frames · frame {result.frame_index}"
+                   " · no emotion is inferred", style="dim")
+    return Group(title, table, caption)

@@ -36,6 +36,26 @@ def _duration(text: str) -> float:
     return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
 
 
+def _run_length(text: str) -> float:
+    """``live --duration``: wall-clock seconds above 0 (0 used to mean "forever", which no one meant)."""
+    seconds = _duration(text)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is no run length; give one above 0 like 45m, "
+                                         "or leave out --duration to run until Ctrl-C")
+    return seconds
+
+
+def _analysis_rate(text: str) -> float:
+    """``--analysis-fps``: analyses per second, above 0."""
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = 0.0
+    if not 0 < rate < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is no rate; give analyses per second above 0, like 4")
+    return rate
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, help="write per-frame results (JSON Lines; one object for an image)")
     parser.add_argument("--record", type=Path, help="append per-second numbers to this SQLite session file")
@@ -92,7 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--out", type=Path, help="also write the annotated feed to this video file (needs --save-frames)")
     live.add_argument("--save-frames", action="store_true",
                       help="confirm that --out may store students' faces in a file")
-    live.add_argument("--duration", type=_duration, help="stop after this long (e.g. 45m)")
+    live.add_argument("--duration", type=_run_length,
+                      help="stop after this much wall-clock time (e.g. 45m; a number alone is seconds)")
+    live.add_argument("--analysis-fps", type=_analysis_rate,
+                      help="analyses per second, at most --fps (default 4: expressions change over seconds, "
+                           "and fewer analyses leave the CPU to the meeting app)")
     live.add_argument("--accept-notice", action="store_true", help="accept the responsible-use notice (scripted use)")
     _common(live)
     live.set_defaults(handler=cmd_live)
@@ -337,7 +361,7 @@ def _confirm_notice(args, console: Console) -> None:
 
 def cmd_live(args, console: Console) -> int:
     from fer_overlay.draw import Annotator
-    from fer_overlay.pipeline import run_live
+    from fer_overlay.pipeline import ANALYSIS_FPS, run_live
     from fer_overlay.sources import VideoSource
 
     if args.out and not args.save_frames:
@@ -354,15 +378,14 @@ def cmd_live(args, console: Console) -> int:
         stack.callback(source.close)
         outputs = _live_outputs(args, stack, console, source, teacher)
         listeners = _listeners(args, stack, console, name)
-        max_frames = int(args.duration * source.fps) if args.duration else None
         try:
-            stats = run_live(source, analyzer, outputs, listeners, max_frames=max_frames)
+            stats = run_live(source, analyzer, outputs, listeners, duration=args.duration,
+                             analysis_fps=min(args.analysis_fps or ANALYSIS_FPS, args.fps))
         except KeyboardInterrupt:
             console.print("stopping: closing outputs")
             stats = None
     if stats:
-        console.print(f"live: {stats.frames} frames out, {stats.analysed} analysed, {stats.dropped} dropped, "
-                      f"{stats.seconds:.0f} s")
+        console.print(f"live: {stats.line()}", highlight=False)
     _summary(args, console)
     return 0
 

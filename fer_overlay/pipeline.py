@@ -9,11 +9,13 @@ frames it had no time for.
 from __future__ import annotations
 
 import dataclasses
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from fer_overlay.classify import EmotionClassifier
@@ -21,7 +23,7 @@ from fer_overlay.config import Config
 from fer_overlay.core import Face, Frame, FrameResult, Tile
 from fer_overlay.camera_off import is_camera_off
 from fer_overlay.detect import TILE_WIDTH, FaceDetector, TileFaces
-from fer_overlay.draw import Annotator
+from fer_overlay.draw import Annotator, font_scale
 from fer_overlay.grid import TileFinder
 from fer_overlay.names import NameReader, Notify, Pseudonyms, match_roster
 from fer_overlay.preprocess import FACE_SIZE, align_crop, to_gray
@@ -118,12 +120,29 @@ def crops_of(image: np.ndarray, faces: Iterable[Face]) -> np.ndarray:
     return np.stack(crops) if crops else np.zeros((0, FACE_SIZE, FACE_SIZE), np.uint8)
 
 
+ANALYSIS_FPS = 4.0    # default analyses per second: expressions change over seconds (see README "Speed")
+JOIN_SECONDS = 10.0   # how long a stop waits for the frame in analysis (a first frame reads every label)
+STARTING = "starting..."
+
+
 @dataclass
 class RunStats:
+    """What became of every frame: ``frames == analysed + dropped + skipped + unfinished``."""
+
     frames: int = 0        # frames written to the outputs
-    analysed: int = 0
-    dropped: int = 0       # frames the analysis never saw
+    analysed: int = 0      # frames whose result reached the listeners
+    dropped: int = 0       # frames handed to the analysis but replaced by a newer one before it was free
+    skipped: int = 0       # frames the analysis rate did not ask for
+    unfinished: int = 0    # frames still in analysis when the run stopped (it did not end within JOIN_SECONDS)
     seconds: float = 0.0
+
+    def line(self) -> str:
+        """The stop line: every frame out accounted for."""
+        parts = [f"{self.frames} frames out: {self.analysed} analysed, {self.dropped} dropped (analysis busy), "
+                 f"{self.skipped} skipped (analysis rate)"]
+        if self.unfinished:
+            parts.append(f"{self.unfinished} still in analysis at the stop, abandoned")
+        return ", ".join(parts) + f"; {self.seconds:.0f} s"
 
 
 class _RateMeter:
@@ -141,12 +160,34 @@ class _RateMeter:
         return self.fps
 
 
+def holding_frame(image: np.ndarray, text: str = STARTING) -> np.ndarray:
+    """What a masked output shows before the first analysis result: not one pixel of the screen.
+
+    A shared feed is masked by the faces and tiles an analysis found; until one exists there
+    is nothing to mask by, so it shows a black frame with a note instead of the raw gallery.
+    """
+    out = np.zeros_like(image)
+    scale = font_scale(out.shape[0])
+    thickness = max(1, round(scale * 1.6))
+    (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    cv2.putText(out, text, ((out.shape[1] - w) // 2, (out.shape[0] + h) // 2), cv2.FONT_HERSHEY_SIMPLEX,
+                scale, (255, 255, 255), thickness, cv2.LINE_AA)
+    return out
+
+
 def _emit(image: np.ndarray, result: FrameResult | None, outputs: Sequence[Output]) -> None:
-    """Annotate once per distinct annotator and write to every sink."""
+    """Annotate once per distinct annotator and write to every sink.
+
+    Before the first result only ``full`` outputs (the teacher's own, or a feed the user chose
+    to show in full) get the raw frame; every other mode gets :func:`holding_frame`.
+    """
     done: dict[int, np.ndarray] = {}
     for annotator, sink in outputs:
         if id(annotator) not in done:
-            done[id(annotator)] = annotator.annotate(image, result) if result else image
+            if result is not None:
+                done[id(annotator)] = annotator.annotate(image, result)
+            else:
+                done[id(annotator)] = image if annotator.mode == "full" else holding_frame(image)
         sink.write(done[id(annotator)], result)
 
 
@@ -175,70 +216,108 @@ class _Mailbox:
         self._cond = threading.Condition()
         self._frame: Frame | None = None
         self.closed = False
+        self.taken = 0     # frames the analysis took
 
     def put(self, frame: Frame) -> int:
+        """Leave ``frame``; 1 when it replaced an unread frame."""
         with self._cond:
             replaced = self._frame is not None
             self._frame = frame
             self._cond.notify()
             return int(replaced)
 
+    def waiting(self) -> bool:
+        """Whether a frame waits for the analysis (which is busy)."""
+        with self._cond:
+            return self._frame is not None
+
     def take(self) -> Frame | None:
         with self._cond:
             while self._frame is None and not self.closed:
                 self._cond.wait()
             frame, self._frame = self._frame, None
+            self.taken += frame is not None
             return frame
 
-    def close(self) -> None:
+    def close(self) -> int:
+        """No more frames; 1 when an unread frame was thrown away."""
         with self._cond:
             self.closed = True
+            unread, self._frame = self._frame is not None, None
             self._cond.notify_all()
+            return int(unread)
 
 
 def run_live(source: Iterable[Frame], analyzer: Analyzer, outputs: Sequence[Output],
              listeners: Sequence[Listener] = (), *, clock: Callable[[], float] = time.perf_counter,
-             stop: threading.Event | None = None, max_frames: int | None = None) -> RunStats:
-    """Feed every source frame to the outputs; analyse the newest frame whenever free.
+             stop: threading.Event | None = None, duration: float | None = None,
+             analysis_fps: float | None = ANALYSIS_FPS, join_seconds: float = JOIN_SECONDS) -> RunStats:
+    """Feed every source frame to the outputs; analyse the newest frame ``analysis_fps`` times a second.
 
-    Listeners (table, JSON, record) run on this thread, once per new analysis result,
-    so none of them needs to be thread-safe. Ctrl-C ends the loop; the caller closes sinks.
+    The analysis rate is its own because expressions change over seconds while the feed must
+    look smooth: analysing every frame it could would keep a core busy beside the meeting app.
+    A frame is handed to the analysis when one is due (None: whenever it is free); a frame that
+    waits for a busy analysis is swapped for each newer one, so analysis always sees the newest.
+    Results travel to this thread through a queue and reach the listeners (table, JSON, record)
+    exactly once each, in order, so none of them needs to be thread-safe. The run ends when the
+    source does, when ``stop`` is set, or ``duration`` seconds of ``clock`` after the start; the
+    frame in analysis is then waited for (``join_seconds`` at most, else counted unfinished).
+    Ctrl-C ends the loop; the caller closes sinks.
     """
     stats, meter, start = RunStats(), _RateMeter(clock), clock()
     stop = stop or threading.Event()
-    mailbox = _Mailbox()
-    latest: list[FrameResult | None] = [None]
-    fresh = threading.Event()
+    mailbox, results = _Mailbox(), queue.SimpleQueue()
+    period = 1.0 / analysis_fps if analysis_fps else 0.0
+    due = start
+    latest: FrameResult | None = None
     failure: list[BaseException] = []
 
     def analyse_loop() -> None:
         try:
             while (frame := mailbox.take()) is not None:
-                result = analyzer.analyze(frame)
-                latest[0] = dataclasses.replace(result, fps=meter.tick(), dropped=stats.dropped)
-                fresh.set()
+                results.put(dataclasses.replace(analyzer.analyze(frame), fps=meter.tick()))
         except BaseException as exc:  # surfaced on the main thread below
             failure.append(exc)
             stop.set()
 
+    def deliver() -> None:
+        nonlocal latest
+        while True:
+            try:
+                result = results.get_nowait()
+            except queue.Empty:
+                return
+            latest = dataclasses.replace(result, dropped=stats.dropped)
+            stats.analysed += 1
+            for listener in listeners:
+                listener(latest)
+
     worker = threading.Thread(target=analyse_loop, name="fer-overlay-analysis", daemon=True)
     worker.start()
+    finished = False
     try:
         for frame in source:
-            if stop.is_set() or (max_frames is not None and stats.frames >= max_frames):
+            now = clock()
+            if stop.is_set() or (duration is not None and now - start >= duration):
                 break
-            stats.dropped += mailbox.put(frame)
-            if fresh.is_set():
-                fresh.clear()
-                stats.analysed += 1
-                for listener in listeners:
-                    listener(latest[0])
-            _emit(frame.image, latest[0], outputs)
+            if now >= due:
+                stats.dropped += mailbox.put(frame)
+                due = max(due + period, now) if period else now
+            elif mailbox.waiting():   # analysis still busy: the newest frame waits in its place
+                stats.dropped += mailbox.put(frame)
+            else:
+                stats.skipped += 1
+            deliver()
+            _emit(frame.image, latest, outputs)
             stats.frames += 1
+        finished = True
     finally:
-        mailbox.close()
-        worker.join(timeout=5)
+        stats.dropped += mailbox.close()
+        worker.join(timeout=join_seconds)
         stats.seconds = clock() - start
     if failure:
         raise failure[0]
+    if finished:
+        deliver()   # the last results still count, and the record gets them
+    stats.unfinished = mailbox.taken - stats.analysed
     return stats
