@@ -385,7 +385,7 @@ def cmd_live(args, console: Console) -> int:
             console.print("stopping: closing outputs")
             stats = None
     if stats:
-        console.print(f"live: {stats.line()}", highlight=False)
+        console.print(f"live: {stats.line()}", highlight=False, soft_wrap=True)
     _summary(args, console)
     return 0
 
