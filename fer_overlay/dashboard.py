@@ -5,10 +5,15 @@ Display only: every number shown is already in the :class:`FrameResult`.
 
 from __future__ import annotations
 
+import io
+import math
+import re
 from types import TracebackType
 
-from rich.console import Console
+from rich import box
+from rich.console import Console, Group
 from rich.live import Live
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -16,6 +21,29 @@ from .core import EMOTIONS, FrameResult, Student
 from .draw import EMOTION_STYLES, tile_checks
 
 BAR_WIDTH = 14
+
+# Lines around the rows: title and caption, plus the full table's borders and header
+# (top, header, rule, bottom) or the compact one's header and rule.
+_FULL_EXTRA_LINES, _COMPACT_EXTRA_LINES = 6, 4
+# A compact cell ("⚑ surprise 100%" or "⚑ surprise") and the padding and divider of its two columns.
+_STATE_WIDTH, _BARE_STATE_WIDTH, _CELL_PADDING = 15, 10, 5
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key for names and tile keys: numbers by value, letters case-insensitively.
+
+    ``r1c1#2`` before ``r1c1#10``, ``r1c2`` before ``r1c10``, ``bob`` between ``Anna`` and ``Carl``;
+    the name itself breaks the ties, so the order never depends on arrival.
+    """
+    parts = re.split(r"(\d+)", name)   # text, number, text, ...: like positions compare like types
+    return tuple(int(part) if i % 2 else part.casefold() for i, part in enumerate(parts)), name
+
+
+def _row_order(student: Student) -> tuple:
+    """Gallery order (the table reads like the screen); several people in a tile, and students
+    who left, in natural order."""
+    tile = student.tile
+    return ((tile.row, tile.col) if tile else (math.inf, math.inf), natural_key(student.id))
 
 
 def format_duration(seconds: float) -> str:
@@ -61,32 +89,90 @@ def _row(student: Student) -> tuple[Text | str, ...]:
     )
 
 
-def build_table(result: FrameResult) -> Table:
-    """Render one analysed frame as a Rich table (pure: no I/O, no state)."""
+def _title(result: FrameResult) -> Text:
     mood = result.mood
     faces = f"{mood.faces}/{mood.tiles} faces" if mood.tiles else f"{mood.faces} faces"
-    title = Text.assemble(
+    return Text.assemble(
         "Class mood  ",
         (f"positive {mood.positive:.0%}", EMOTION_STYLES["happy"]), "  ",
         (f"neutral {mood.neutral:.0%}", EMOTION_STYLES["neutral"]), "  ",
         (f"negative {mood.negative:.0%}", EMOTION_STYLES["angry"]), "  · ",
-        faces,
+        faces, no_wrap=True, overflow="ellipsis",
     )
-    table = Table(
-        title=title,
-        caption=f"analysis {result.fps:.1f} fps · {result.dropped} dropped frames · frame {result.frame_index}",
-        caption_style="dim",
-        expand=False,
-    )
-    table.add_column("Student")
-    table.add_column("Emotion")
-    table.add_column("Conf.", justify="right")
+
+
+def _caption(result: FrameResult) -> Text:
+    return Text(f"analysis {result.fps:.1f} fps · {result.dropped} dropped frames · frame {result.frame_index}",
+                style="dim", no_wrap=True, overflow="ellipsis")
+
+
+def _width(table: Table) -> int:
+    """Columns ``table`` takes unwrapped (a console is made only to measure: nothing is written)."""
+    console = Console(width=100_000, file=io.StringIO())
+    return Measurement.get(console, console.options, table).maximum
+
+
+def _full_table(students: list[Student]) -> Table:
+    table = Table(expand=False)
+    table.add_column("Student", no_wrap=True, overflow="ellipsis")
+    table.add_column("Emotion", no_wrap=True)
+    table.add_column("Conf.", justify="right", no_wrap=True)
     table.add_column("Last minute", no_wrap=True)
-    table.add_column("For", justify="right")
-    table.add_column("Status")
-    for student in result.students:
+    table.add_column("For", justify="right", no_wrap=True)
+    table.add_column("Status", no_wrap=True)
+    for student in students:
         table.add_row(*_row(student), style="dim" if student.status != "present" else None)
     return table
+
+
+def _state(student: Student, confidence: bool) -> Text:
+    """A compact cell: ``happy 87%`` in the emotion's colour, ``⚑`` when flagged, else the dim status."""
+    if student.status != "present" or student.emotion is None:
+        return Text(student.status.replace("_", " "), style="dim")
+    text = Text("⚑ ", style="bold red") if student.flagged else Text()
+    text.append(student.emotion + (f" {student.confidence:.0%}" if confidence else ""),
+                style=f"bold {EMOTION_STYLES[student.emotion]}")
+    return text
+
+
+def _compact_table(students: list[Student], per_row: int, name_width: int, confidence: bool) -> Table:
+    """Students side by side, ``per_row`` to a line, filled down then across like ``ls``."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False)
+    for _ in range(per_row):
+        table.add_column("Student", no_wrap=True, overflow="ellipsis", max_width=name_width)
+        table.add_column("Now", no_wrap=True, overflow="ellipsis")
+    lines = math.ceil(len(students) / per_row)
+    for line in range(lines):
+        cells: list[Text | str] = []
+        for student in students[line::lines]:
+            cells += [Text(student.id, style="dim" if student.status != "present" else ""),
+                      _state(student, confidence)]
+        table.add_row(*cells)
+    return table
+
+
+def build_table(result: FrameResult, width: int | None = None, height: int | None = None) -> Group:
+    """Render one analysed frame for the terminal (pure: no I/O, no state).
+
+    Title (class mood), one row per student, caption (analysis rate, drops). Given the terminal's
+    ``width`` and ``height``, everything fits in it: the full table if it can, else students side
+    by side, two or more to a line, with fewer details, so no student and no status line is ever
+    cut off the bottom of the screen.
+    """
+    students = sorted(result.students, key=_row_order)
+    count = len(students)
+    longest = max((len(s.id) for s in students), default=7)
+    body = _full_table(students)
+    if (height is not None and count + _FULL_EXTRA_LINES > height) or (width is not None and _width(body) > width):
+        rows = max(height - _COMPACT_EXTRA_LINES if height is not None else count, 1)
+        per_row = max(math.ceil(count / rows), 1)
+        width = width or 80
+        for state_width, confidence in ((_STATE_WIDTH, True), (_BARE_STATE_WIDTH, False)):
+            name_width = width // per_row - state_width - _CELL_PADDING
+            if name_width >= min(longest, 12):
+                break
+        body = _compact_table(students, per_row, max(min(longest, name_width), 3), confidence)
+    return Group(_title(result), body, _caption(result))
 
 
 def check_summary(result: FrameResult) -> str:
@@ -128,4 +214,7 @@ class LiveTable:
             self._live.console.line()
 
     def update(self, result: FrameResult) -> None:
-        self._live.update(build_table(result), refresh=True)
+        console = self._live.console
+        # On a terminal the table must fit the screen; piped (a log) it is printed once, whole.
+        height = console.height if console.is_terminal else None
+        self._live.update(build_table(result, console.width, height), refresh=True)

@@ -99,3 +99,69 @@ def test_flagged_student_is_highlighted() -> None:
     text, _ = render(dataclasses.replace(result, students=tuple(students)))
     flagged_lines = [line for line in text.splitlines() if "flagged" in line]
     assert len(flagged_lines) == 1 and students[0].id in flagged_lines[0]
+
+
+def class_of(count: int) -> FrameResult:
+    """A 5-wide gallery of ``count`` named students: every state, every emotion, one flagged."""
+    from fer_overlay.demo import NAMES
+    tiles = tuple(Tile(i // 5, i % 5, Box(i % 5 * 100, i // 5 * 100, 100, 100)) for i in range(count))
+    students = []
+    for i, tile in enumerate(tiles):
+        name = NAMES[i] if i < len(NAMES) else f"Student {i + 1}"
+        if i % 6 == 2:
+            students.append(Student(name, tile, "camera_off" if i % 4 else "no_face"))
+            continue
+        emotion = EMOTIONS[i % len(EMOTIONS)]
+        students.append(Student(name, tile, "present", emotion, 0.5 + i / 100, onehot(emotion, 0.6), 5.0 * i,
+                                onehot(emotion, 0.6), flagged=i == 7))
+    return FrameResult(300, 75.0, (500, 100 * (count // 5 + 1)), tiles, (), tuple(students), fps=3.9, dropped=41)
+
+
+@pytest.mark.parametrize("count, size", [(25, (80, 24)), (50, (80, 24)), (25, (120, 30)), (12, (60, 20))])
+def test_every_student_and_the_status_line_fit_a_small_terminal(count: int, size: tuple[int, int]) -> None:
+    """The demo's 25 students at 80x24 lost 6 rows and the fps line off the bottom of the screen."""
+    width, height = size
+    result = class_of(count)
+    console = Console(record=True, width=width, height=height, file=io.StringIO())
+    console.print(build_table(result, width, height))
+    lines = console.export_text().splitlines()
+    assert len(lines) <= height and max(map(len, lines)) <= width
+    text = "\n".join(lines)
+    assert [s.id for s in result.students if s.id not in text] == []       # every name, whole
+    assert lines[-1].startswith("analysis 3.9 fps · 41 dropped frames")    # the status line, last
+    assert lines[0].startswith("Class mood")
+    assert "⚑" in text and text.count("camera off") == sum(s.status == "camera_off" for s in result.students)
+
+
+def test_full_table_where_it_fits_and_in_a_log() -> None:
+    result = class_of(25)
+    for size in ((160, 40), (None, None)):   # a big terminal; piped output has no height
+        console = Console(record=True, width=160, file=io.StringIO())
+        console.print(build_table(result, *size))
+        text = console.export_text()
+        shown_present = sum(s.status == "present" and not s.flagged for s in result.students)
+        assert "Last minute" in text and text.count("present") == shown_present == 20
+
+
+def test_live_table_fits_the_terminal_it_draws_on() -> None:
+    out = io.StringIO()
+    console = Console(file=out, width=80, height=24, force_terminal=True, color_system=None)
+    result = class_of(25)
+    with LiveTable(console=console) as live:
+        live.update(result)
+    drawn = out.getvalue()
+    assert "Last minute" not in drawn and all(s.id in drawn for s in result.students) and "3.9 fps" in drawn
+
+
+def test_rows_sort_naturally_in_gallery_order() -> None:
+    import dataclasses
+    from fer_overlay.dashboard import natural_key
+    assert sorted(["r1c1#10", "r1c1#2", "r1c10", "r1c2", "bob", "Anna", "carl", "Bob"], key=natural_key) == \
+        ["Anna", "Bob", "bob", "carl", "r1c1#2", "r1c1#10", "r1c2", "r1c10"]
+    tile = Tile(0, 0, Box(0, 0, 100, 100))
+    people = [Student(f"r1c1#{n}", tile, "no_face") for n in (10, 2, 1)]   # three people in one tile
+    gone = [Student(name, None, "left") for name in ("zoe", "Adam")]
+    result = dataclasses.replace(sample_result(), students=(*gone, *people, *sample_result().students[1:]))
+    text, _ = render(result)
+    order = [line.split("│")[1].strip() for line in text.splitlines() if line.count("│") > 2]
+    assert order == ["r1c1#1", "r1c1#2", "r1c1#10", "r1c2", "r1c3", "Adam", "zoe"]
