@@ -56,10 +56,11 @@ def _analysis_rate(text: str) -> float:
     return rate
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", type=Path, help="write per-frame results (JSON Lines; one object for an image)")
-    parser.add_argument("--record", type=Path, help="append per-second numbers to this SQLite session file")
-    parser.add_argument("--no-table", action="store_true", help="do not show the live table")
+def _common(parser: argparse.ArgumentParser, outputs: bool = True) -> None:
+    if outputs:   # batch writes its own records and shows a progress bar instead
+        parser.add_argument("--json", type=Path, help="write per-frame results (JSON Lines; one object for an image)")
+        parser.add_argument("--record", type=Path, help="append per-second numbers to this SQLite session file")
+        parser.add_argument("--no-table", action="store_true", help="do not show the live table")
     parser.add_argument("--half-life", type=float, default=1.5, help="seconds of label smoothing (default 1.5)")
     parser.add_argument("--detect-width", type=int, default=960, help="detect faces at this width (default 960)")
     parser.add_argument("--no-flip", action="store_true", help="no mirrored second look per face (faster)")
@@ -128,6 +129,22 @@ def build_parser() -> argparse.ArgumentParser:
                          help="annotation of --out (default full)")
     _common(analyze)
     analyze.set_defaults(handler=cmd_analyze)
+
+    batch = sub.add_parser(
+        "batch", help="analyse many recordings (files, folders, .txt lists) on a Dask cluster",
+        description="Analyses every recording as 'analyze --record' would, on a local Dask cluster (default) or "
+                    "an existing one (--address): one session record per recording in OUT/records, a per-student "
+                    "per-minute table (OUT/minutes.csv) and a one-page summary (OUT/summary.md). A recording "
+                    "already finished in OUT (same content, any name) is not analysed again.")
+    batch.add_argument("inputs", nargs="+", type=Path, help="video files, folders of them, or .txt lists of paths")
+    batch.add_argument("--out", type=Path, required=True, help="folder for the records, table and summary")
+    batch.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                       help="worker processes of the local cluster (default: one per core)")
+    batch.add_argument("--address", help="join the Dask scheduler at this address (e.g. tcp://10.0.0.5:8786); "
+                                         "OUT and the inputs must be on a file system every worker sees")
+    batch.add_argument("--accept-notice", action="store_true", help="accept the responsible-use notice (scripted use)")
+    _common(batch, outputs=False)
+    batch.set_defaults(handler=cmd_batch)
 
     check = sub.add_parser(
         "check", help="before class: one grab (or a screenshot) analysed and drawn, to see that everyone is found",
@@ -295,14 +312,27 @@ def _listeners(args, stack: contextlib.ExitStack, console: Console, source_name:
 
 
 def cmd_analyze(args, console: Console) -> int:
+    from fer_overlay.sources import open_file
+
+    source = open_file(args.input)
+    stats = analyze_source(args, console, source, _analyzer(args, console))
+    console.print(f"analysed {stats.analysed} frame(s) in {stats.seconds:.1f} s"
+                  + (f"; annotated output: {args.out}" if args.out else ""))
+    _summary(args, console)
+    return 0
+
+
+def analyze_source(args, console: Console, source, analyzer, on_frame: Callable[[], None] | None = None):
+    """``analyze``'s run of one opened file (closed here): ``--out``, table, JSON, record, every frame.
+
+    ``batch`` workers run each recording through here too, so a batch record is analyze's record.
+    """
     from fer_overlay.draw import Annotator
     from fer_overlay.pipeline import run_offline
     from fer_overlay.sinks import ImageFileSink, VideoFileSink
-    from fer_overlay.sources import ImageSource, open_file
+    from fer_overlay.sources import ImageSource
 
-    source = open_file(args.input)
     single = isinstance(source, ImageSource)
-    analyzer = _analyzer(args, console)
     with contextlib.ExitStack() as stack:
         stack.callback(source.close)
         outputs = []
@@ -311,17 +341,18 @@ def cmd_analyze(args, console: Console) -> int:
             stack.callback(sink.close)
             outputs.append((Annotator(args.mode), sink))
         listeners = _listeners(args, stack, console, str(args.input), single)
-        on_frame = None
-        if args.no_table and not single:   # the table shows progress itself; otherwise a bar does
+        if on_frame is None and args.no_table and not single:   # the table shows progress; else a bar does
             from rich.progress import Progress
             progress = stack.enter_context(Progress(console=console, transient=True))
             task = progress.add_task(f"analysing {args.input.name}", total=source.frame_count or None)
             on_frame = lambda: progress.advance(task)  # noqa: E731
-        stats = run_offline(source, analyzer, outputs, listeners, on_frame=on_frame)
-    console.print(f"analysed {stats.analysed} frame(s) in {stats.seconds:.1f} s"
-                  + (f"; annotated output: {args.out}" if args.out else ""))
-    _summary(args, console)
-    return 0
+        return run_offline(source, analyzer, outputs, listeners, on_frame=on_frame)
+
+
+def cmd_batch(args, console: Console) -> int:
+    from fer_overlay.batch import run_batch
+    _confirm_notice(args, console)
+    return run_batch(args, console)
 
 
 def cmd_demo(args, console: Console) -> int:

@@ -16,6 +16,7 @@ do not count as a change).
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 import shutil
@@ -283,6 +284,12 @@ class NameReader:
     @property
     def available(self) -> bool:
         return self._ocr is not None
+
+    def fresh(self) -> "NameReader":
+        """The same engines and roster with no label remembered: for the next recording (batch)."""
+        reader = copy.copy(self)
+        reader._cache = {}
+        return reader
 
     def _engines(self, languages: tuple[str, ...]) -> Recognise | None:
         ppocr, tesseract = _ppocr(), self._tesseract(languages)

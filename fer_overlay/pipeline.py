@@ -62,6 +62,14 @@ class Analyzer:
                    Tracker(config.half_life, config.flag), exclude, names=names,
                    pseudonyms=Pseudonyms() if config.anonymize else None)
 
+    def fresh(self) -> "Analyzer":
+        """The same settings and loaded models (detector, CNN, OCR) with no memory of a recording:
+        ``batch`` workers load the models once and analyse every file with a fresh analyzer."""
+        return Analyzer(self.detector, self.classifier, Tracker(self.tracker.half_life, self.tracker.flag),
+                        self.exclude, names=self.names.fresh() if self.names else None,
+                        pseudonyms=Pseudonyms(self.pseudonyms.prefix) if self.pseudonyms else None,
+                        tile_width=self.faces.width)
+
     def analyze(self, frame: Frame) -> FrameResult:
         gray = to_gray(frame.image)   # once per frame: grid, names, camera-off check and crops all read it
         tiles = self.tiles(gray, frame.timestamp)
