@@ -249,8 +249,7 @@ def plot_students(att: AttentionSession, path: Path) -> Path:
     figure = Figure(figsize=(11, 1.2 + 0.28 * students), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    colours = ListedColormap(["#ff9800", "#ffcc80", "#c5e1a5", "#4caf50"])
-    colours.set_bad("#262626")
+    colours = ListedColormap(["#ff9800", "#ffcc80", "#c5e1a5", "#4caf50"]).with_extremes(bad="#262626")
     image = axes.imshow(np.ma.masked_invalid(share), cmap=colours, vmin=0, vmax=1, aspect="auto",
                         interpolation="nearest", extent=(0, minutes, students - 0.5, -0.5))
     axes.set_yticks(range(students), [str(name) for name in att.students], fontsize=8)
