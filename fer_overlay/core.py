@@ -238,7 +238,7 @@ class FrameResult:
     fps: float = 0.0              # analysis frames per second
     dropped: int = 0              # source frames never analysed (analysis was busy)
     excluded: tuple[Tile, ...] = ()   # opted-out students' tiles: never analysed, blacked out in every picture
-    signals: Signals = Signals.BOTH   # what was inferred: with ATTENTION no face has probabilities
+    signals: Signals = Signals.EMOTIONS   # what was inferred (the Analyzer says); ATTENTION: no probabilities
 
     @property
     def mood(self) -> Mood:
