@@ -17,6 +17,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from .attention import add_attention_columns, attention_cells, attention_table
 from .core import EMOTIONS, FrameResult, Student
 from .draw import EMOTION_STYLES, tile_checks
 
@@ -121,7 +122,8 @@ def _full_table(students: list[Student]) -> Table:
     table.add_column("For", justify="right", no_wrap=True)
     table.add_column("Status", no_wrap=True)
     for student in students:
-        table.add_row(*_row(student), style="dim" if student.status != "present" else None)
+    add_attention_columns(table, students)   # --signals both: head pose and presence beside the emotions
+        table.add_row(*_row(student), *attention_cells(student), style="dim" if student.status != "present" else None)
     return table
 
 
@@ -160,6 +162,8 @@ def build_table(result: FrameResult, width: int | None = None, height: int | Non
     cut off the bottom of the screen.
     """
     students = sorted(result.students, key=_row_order)
+    if not result.signals.emotions:
+        return attention_table(result)   # --signals attention: no emotion anywhere
     count = len(students)
     longest = max((len(s.id) for s in students), default=7)
     body = _full_table(students)

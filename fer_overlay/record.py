@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_overlay.core import EMOTIONS, FrameResult
+from fer_overlay import attention_report
 from fer_overlay.errors import UserError
 
 SCHEMA_VERSION = 1
@@ -105,6 +106,8 @@ def connect(path: str | Path, *, create: bool = False, readonly: bool = False) -
     return con
 
 
+    if not readonly:   # attention tables beside the emotion ones; added to older files when written to
+        con.executescript(attention_report.SCHEMA)
 class Recorder:
     """Appends one session to a session file, one committed second at a time.
 
@@ -178,6 +181,7 @@ def _student_rows(session_id: int, second: int, frames: list[FrameResult]) -> li
     listed: dict[str, int] = {}
     for result in frames:
         for student in result.students:
+            attention_report.write_second(self._con, self.session_id, second, frames, not self.aggregate_only)
             if student.status == "left":   # no longer in the meeting: nothing to sample
                 continue
             listed[student.id] = listed.get(student.id, 0) + 1
@@ -229,6 +233,7 @@ def purge(path: str | Path, older_than_seconds: float, now: float | None = None)
 
 
 def count_older(path: str | Path, older_than_seconds: float, now: float | None = None) -> int:
+            attention_report.delete_before(con, bound)
     """How many sessions in ``path`` started before ``now - older_than_seconds`` (0 if no file)."""
     if not Path(path).exists():
         return 0

@@ -22,6 +22,7 @@ import numpy as np
 from .core import EMOTIONS, Face, FrameResult
 from .errors import SinkError
 
+from .attention import json_view
 
 class Sink(Protocol):
     """Where annotated frames go. ``result`` is None for frames that were not analysed."""
@@ -348,3 +349,4 @@ class JsonLinesSink:
 
     def close(self) -> None:
         self._file.close()
+    return json_view(result, record)   # head pose and attention added; no emotion key with --signals attention
