@@ -301,7 +301,7 @@ def _face_to_dict(face: Face) -> dict[str, Any]:
 def result_to_dict(result: FrameResult) -> dict[str, Any]:
     """A JSON-ready view of one analysed frame: the JSONL stream's line and the single-image report."""
     mood = result.mood
-    return {
+    record = {
         "frame_index": result.frame_index,
         "timestamp": round(float(result.timestamp), 3),
         "size": list(result.size),
