@@ -23,6 +23,7 @@ from fer_overlay.errors import UserError
 # Before TensorFlow and OpenCV load: their log lines would break the table and the one-line errors.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")   # FFmpeg's own lines (NAL units, damaged MBs): quiet
 
 SHARED_FEED_WARNING = ("The virtual camera is visible to everyone in the meeting. Feed mode '{mode}'"
                        "{what}. Choose with --feed-mode aggregate|blur|full.")
@@ -200,7 +201,8 @@ def _interrupt(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    console = Console(stderr=True)
+    # soft_wrap: a command or a path in a message is never broken over two lines (80 columns when piped).
+    console = Console(stderr=True, soft_wrap=True)
     # A closed terminal (SIGHUP), a logout or a service manager (SIGTERM) stop a run like Ctrl-C:
     # every file closed and complete, the session record ended.
     stops = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
@@ -343,7 +345,9 @@ def analyze_source(args, console: Console, source, analyzer, on_frame: Callable[
         listeners = _listeners(args, stack, console, str(args.input), single)
         if on_frame is None and args.no_table and not single:   # the table shows progress; else a bar does
             from rich.progress import Progress
-            progress = stack.enter_context(Progress(console=console, transient=True))
+            # Piped, a bar shows nothing but leaves a blank line: only on a terminal.
+            progress = stack.enter_context(Progress(console=console, transient=True,
+                                                    disable=not console.is_terminal))
             task = progress.add_task(f"analysing {args.input.name}", total=source.frame_count or None)
             on_frame = lambda: progress.advance(task)  # noqa: E731
         return run_offline(source, analyzer, outputs, listeners, on_frame=on_frame)
@@ -472,8 +476,10 @@ def _summary(args, console: Console) -> None:
     """After a recorded run: what the after-class report will say, in four lines."""
     if not args.record:
         return
+    from fer_overlay.core import FlagRule
     from fer_overlay.report import load_session, summary_text
-    console.print(summary_text(load_session(args.record)), highlight=False)
+    rules = FlagRule(negative=args.flag_negative, for_seconds=args.flag_for)   # the user's, as in the table
+    console.print(summary_text(load_session(args.record), rules), highlight=False)
     console.print(f"full report: fer-overlay report {args.record} --out report/", highlight=False)
 
 

@@ -37,7 +37,8 @@ def natural_key(name: str) -> tuple:
     the name itself breaks the ties, so the order never depends on arrival.
     """
     parts = re.split(r"(\d+)", name)   # text, number, text, ...: like positions compare like types
-    return tuple(int(part) if i % 2 else part.casefold() for i, part in enumerate(parts)), name
+    # Spaces next to a number do not count: "Student 2" and "Student10" sort as 2 and 10.
+    return tuple(int(part) if i % 2 else part.casefold().strip() for i, part in enumerate(parts)), name
 
 
 def _row_order(student: Student) -> tuple:
@@ -121,8 +122,8 @@ def _full_table(students: list[Student]) -> Table:
     table.add_column("Last minute", no_wrap=True)
     table.add_column("For", justify="right", no_wrap=True)
     table.add_column("Status", no_wrap=True)
-    for student in students:
     add_attention_columns(table, students)   # --signals both: head pose and presence beside the emotions
+    for student in students:
         table.add_row(*_row(student), *attention_cells(student), style="dim" if student.status != "present" else None)
     return table
 
@@ -161,9 +162,9 @@ def build_table(result: FrameResult, width: int | None = None, height: int | Non
     by side, two or more to a line, with fewer details, so no student and no status line is ever
     cut off the bottom of the screen.
     """
-    students = sorted(result.students, key=_row_order)
     if not result.signals.emotions:
         return attention_table(result)   # --signals attention: no emotion anywhere
+    students = sorted(result.students, key=_row_order)
     count = len(students)
     longest = max((len(s.id) for s in students), default=7)
     body = _full_table(students)

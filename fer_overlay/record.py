@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
-from fer_overlay.core import EMOTIONS, FrameResult
 from fer_overlay import attention_report
+from fer_overlay.core import EMOTIONS, FrameResult
 from fer_overlay.errors import UserError
 
 SCHEMA_VERSION = 1
@@ -41,7 +42,7 @@ CREATE TABLE samples (
     session_id INTEGER NOT NULL REFERENCES sessions(id),
     second INTEGER NOT NULL,           -- whole seconds since the session start
     student TEXT NOT NULL,
-    status TEXT NOT NULL,              -- most frequent status of the second: present | no_face
+    status TEXT NOT NULL,              -- most frequent status of the second: present | no_face | camera_off
     faces_seen INTEGER NOT NULL,       -- frames of the second with the face found
     {", ".join(f"{c} REAL" for c in PROB_COLUMNS)},   -- mean smoothed probabilities; NULL without a face
     PRIMARY KEY (session_id, second, student)
@@ -56,6 +57,8 @@ CREATE TABLE class_samples (
     PRIMARY KEY (session_id, second)
 ) WITHOUT ROWID;
 """
+# Kept apart since schema 1: files written before camera_off was recorded hold present | no_face only.
+_RECORDED_STATUSES = ("present", "no_face", "camera_off")
 _INSERT_SAMPLE = f"INSERT INTO samples VALUES ({', '.join('?' * (5 + len(EMOTIONS)))})"
 _INSERT_CLASS = f"INSERT INTO class_samples VALUES ({', '.join('?' * (5 + len(EMOTIONS)))})"
 
@@ -103,11 +106,11 @@ def connect(path: str | Path, *, create: bool = False, readonly: bool = False) -
             con.close()
             raise RecordError(f"{path} is empty: no sessions recorded")
         con.executescript(_SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
+    if not readonly:   # attention tables beside the emotion ones; added to older files when written to
+        con.executescript(attention_report.SCHEMA)
     return con
 
 
-    if not readonly:   # attention tables beside the emotion ones; added to older files when written to
-        con.executescript(attention_report.SCHEMA)
 class Recorder:
     """Appends one session to a session file, one committed second at a time.
 
@@ -153,6 +156,13 @@ class Recorder:
         self._flush()
         with self._con:
             self._con.execute("UPDATE sessions SET ended_at = ? WHERE id = ?", (self._clock(), self.session_id))
+        # Back to one plain file: the WAL folded in, and no WAL mode left for the next reader, whose
+        # read-only connection would otherwise create class.db-wal and -shm and could not remove them.
+        try:
+            self._con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._con.execute("PRAGMA journal_mode = DELETE")
+        except sqlite3.OperationalError:   # another connection still reads the file: it stays in WAL mode
+            pass
         self._con.close()
 
     def __enter__(self) -> "Recorder":
@@ -171,29 +181,27 @@ class Recorder:
             if students:
                 self._con.executemany(_INSERT_SAMPLE, students)
             self._con.execute(_INSERT_CLASS, _class_row(self.session_id, second, frames))
+            attention_report.write_second(self._con, self.session_id, second, frames, not self.aggregate_only)
         self.last_written = second
 
 
 def _student_rows(session_id: int, second: int, frames: list[FrameResult]) -> list[tuple]:
     """One row per student seen in the second's frames (see the ``samples`` table)."""
     probs: dict[str, list[tuple[float, ...]]] = {}
-    seen: dict[str, int] = {}
-    listed: dict[str, int] = {}
+    statuses: dict[str, Counter[str]] = {}
     for result in frames:
         for student in result.students:
-            attention_report.write_second(self._con, self.session_id, second, frames, not self.aggregate_only)
             if student.status == "left":   # no longer in the meeting: nothing to sample
                 continue
-            listed[student.id] = listed.get(student.id, 0) + 1
+            statuses.setdefault(student.id, Counter())[student.status] += 1
             probs.setdefault(student.id, [])
-            if student.status == "present":
-                seen[student.id] = seen.get(student.id, 0) + 1
             if student.probabilities is not None:
                 probs[student.id].append(student.probabilities)
     rows = []
-    for sid, count in listed.items():
-        faces_seen = seen.get(sid, 0)
-        status = "present" if 2 * faces_seen >= count else "no_face"   # ties go to present
+    for sid, counts in statuses.items():
+        faces_seen = counts["present"]
+        # Ties go to present, then to no_face: a camera-off second is one the camera was off for most of.
+        status = max(_RECORDED_STATUSES, key=lambda s: (counts[s], -_RECORDED_STATUSES.index(s)))
         mean = np.mean(probs[sid], axis=0).tolist() if probs[sid] else [None] * len(EMOTIONS)
         rows.append((session_id, second, sid, status, faces_seen, *mean))
     return rows
@@ -225,6 +233,7 @@ def purge(path: str | Path, older_than_seconds: float, now: float | None = None)
             old = "SELECT id FROM sessions WHERE started_at < ?"
             con.execute(f"DELETE FROM samples WHERE session_id IN ({old})", (bound,))
             con.execute(f"DELETE FROM class_samples WHERE session_id IN ({old})", (bound,))
+            attention_report.delete_before(con, bound)
             removed = con.execute("DELETE FROM sessions WHERE started_at < ?", (bound,)).rowcount
         con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
@@ -233,7 +242,6 @@ def purge(path: str | Path, older_than_seconds: float, now: float | None = None)
 
 
 def count_older(path: str | Path, older_than_seconds: float, now: float | None = None) -> int:
-            attention_report.delete_before(con, bound)
     """How many sessions in ``path`` started before ``now - older_than_seconds`` (0 if no file)."""
     if not Path(path).exists():
         return 0

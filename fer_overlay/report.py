@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import html
-import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from fer_overlay.core import EMOTIONS, NEGATIVE, FlagRule
+from fer_overlay.dashboard import natural_key
 from fer_overlay.draw import EMOTION_STYLES
 from fer_overlay.record import PROB_COLUMNS, SHARE_COLUMNS, RecordError, connect
 
@@ -36,7 +36,9 @@ NO_FACE_COLOR = "#262626"   # dark like a camera-off tile; neutral is the grey
 _STACK = ("angry", "disgust", "fear", "sad", "neutral", "surprise", "happy")
 
 # Status codes of Session.status.
-MISSING, PRESENT, NO_FACE = 0, 1, 2
+MISSING, PRESENT, NO_FACE, CAMERA_OFF = 0, 1, 2, 3
+_STATUS_CODES = {"present": PRESENT, "no_face": NO_FACE, "camera_off": CAMERA_OFF}
+_STATUS_TEXT = {code: text for text, code in _STATUS_CODES.items()}
 
 _NEGATIVE_INDEX = np.array([EMOTIONS.index(e) for e in EMOTIONS if e in NEGATIVE])
 
@@ -54,7 +56,7 @@ class Session:
     seconds: np.ndarray            # (T,) int: 0, 1, ..., last recorded second
     students: np.ndarray           # (S,) str, natural order (r1c2 before r1c10)
     probabilities: np.ndarray      # (T, S, 7) float32 mean smoothed probabilities; NaN without a face
-    status: np.ndarray             # (T, S) int8: MISSING (no row), PRESENT or NO_FACE
+    status: np.ndarray             # (T, S) int8: MISSING (no row), PRESENT, NO_FACE or CAMERA_OFF
     shares: np.ndarray             # (T, 7) class share of faces per emotion; NaN without faces
     faces: np.ndarray              # (T,) mean faces per analysed frame
 
@@ -62,13 +64,16 @@ class Session:
 @dataclass(frozen=True)
 class Flag:
     student: str
-    kind: str                      # "negative" | "absent"
+    kind: str                      # "negative" | "absent" (no face) | "camera_off"
     start: int                     # seconds since the session start
     end: int                       # exclusive
 
+    @property
+    def what(self) -> str:
+        return {"negative": "negative", "absent": "no face", "camera_off": "camera off"}[self.kind]
+
     def describe(self) -> str:
-        what = "negative" if self.kind == "negative" else "no face"
-        return f"{what} {mmss(self.start)}–{mmss(self.end)}"
+        return f"{self.what} {mmss(self.start)}–{mmss(self.end)}"
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,7 @@ class StudentSummary:
     present_seconds: int
     absent_seconds: int            # seconds with status no_face
     flags: tuple[Flag, ...]
+    camera_off_seconds: int = 0    # seconds with status camera_off
 
 
 @dataclass(frozen=True)
@@ -129,13 +135,14 @@ def load_session(path: str | Path, session_id: int | None = None) -> Session:
     last = max(second.max(initial=-1), class_second.max(initial=-1))
     seconds = np.arange(last + 1)
 
-    names = sorted(set(columns[1]), key=_natural_key)
+    names = sorted(set(columns[1]), key=natural_key)
     index = {name: i for i, name in enumerate(names)}
     student = np.fromiter(map(index.__getitem__, columns[1]), dtype=np.int64, count=len(rows))
     probabilities = np.full((len(seconds), len(names), len(EMOTIONS)), np.nan, dtype=np.float32)
     probabilities[second, student] = np.array(columns[3:], dtype=np.float32).T
     status = np.full((len(seconds), len(names)), MISSING, dtype=np.int8)
-    status[second, student] = np.where(np.array(columns[2], dtype=object) == "present", PRESENT, NO_FACE)
+    # A state this version does not know (a newer writer's) reads as no face, as camera_off did before.
+    status[second, student] = [_STATUS_CODES.get(text, NO_FACE) for text in columns[2]]
 
     shares = np.full((len(seconds), len(EMOTIONS)), np.nan)
     shares[class_second] = np.array(class_columns[2:], dtype=float).T
@@ -143,10 +150,6 @@ def load_session(path: str | Path, session_id: int | None = None) -> Session:
     faces[class_second] = np.array(class_columns[1], dtype=float)
     return Session(sid, head[1], head[2], head[3], head[4], bool(head[5]), seconds, np.array(names, dtype=str),
                    probabilities, status, shares, faces)
-
-
-def _natural_key(name: str) -> list:
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 # --- analysis --------------------------------------------------------------------------------
@@ -165,11 +168,12 @@ def student_summaries(session: Session, rules: FlagRule = FlagRule()) -> tuple[S
     present = counts.sum(axis=1)
     negative = counts[:, _NEGATIVE_INDEX].sum(axis=1)
     absent = (session.status == NO_FACE).sum(axis=0)
+    camera_off = (session.status == CAMERA_OFF).sum(axis=0)
     flags = negative_flags(session, rules, label) + absent_flags(session, rules)
     return tuple(
         StudentSummary(str(name), EMOTIONS[int(np.argmax(counts[i]))] if present[i] else None,
                        float(negative[i] / present[i]) if present[i] else 0.0, int(present[i]), int(absent[i]),
-                       tuple(f for f in flags if f.student == name))
+                       tuple(f for f in flags if f.student == name), int(camera_off[i]))
         for i, name in enumerate(session.students))
 
 
@@ -195,16 +199,18 @@ def negative_flags(session: Session, rules: FlagRule, label: np.ndarray | None =
     for s, name in enumerate(session.students):
         for start, end in runs(covered[:, s]):
             hits = np.flatnonzero(negative[start:end, s])
+            if not len(hits):   # --flag-negative 0: every window qualifies, but no second was negative
+                continue
             flags.append(Flag(str(name), "negative", start + int(hits[0]), start + int(hits[-1]) + 1))
     return tuple(flags)
 
 
 def absent_flags(session: Session, rules: FlagRule) -> tuple[Flag, ...]:
-    """Uninterrupted no-face spans longer than ``absent_seconds``."""
-    absent = session.status == NO_FACE
-    return tuple(Flag(str(name), "absent", start, end)
+    """Uninterrupted no-face (kind ``absent``) or camera-off spans longer than ``absent_seconds``."""
+    return tuple(Flag(str(name), kind, start, end)
+                 for kind, code in (("absent", NO_FACE), ("camera_off", CAMERA_OFF))
                  for s, name in enumerate(session.students)
-                 for start, end in runs(absent[:, s]) if end - start > rules.absent_seconds)
+                 for start, end in runs(session.status[:, s] == code) if end - start > rules.absent_seconds)
 
 
 def runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -260,10 +266,11 @@ def negative_moments(session: Session, rise: float = 0.25, within: int = 30, win
 
 
 def absent_moments(session: Session, share: float = 0.3, min_seconds: int = 5) -> tuple[Moment, ...]:
-    """Times when at least ``share`` of the listed students had no face for ``min_seconds`` or more."""
+    """Times when at least ``share`` of the listed students had no face (or camera off) for ``min_seconds``."""
     listed = (session.status != MISSING).sum(axis=1)
+    faceless = np.isin(session.status, (NO_FACE, CAMERA_OFF)).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        absent = np.where(listed > 0, (session.status == NO_FACE).sum(axis=1) / np.maximum(listed, 1), 0.0)
+        absent = np.where(listed > 0, faceless / np.maximum(listed, 1), 0.0)
     return tuple(Moment(start, "absent", f"{absent[start:end].max():.0%} of students without a face "
                                          f"for {mmss(end - start)}")
                  for start, end in runs(absent >= share - 1e-9) if end - start >= min_seconds)
@@ -312,13 +319,13 @@ def write_csv(session: Session, path: str | Path) -> Path:
     probs = session.probabilities[t, s]
     text = np.char.mod("%.4f", probs)
     text[np.isnan(probs)] = ""
-    status = np.where(session.status[t, s] == PRESENT, "present", "no_face")
+    status = [_STATUS_TEXT[code] for code in session.status[t, s].tolist()]
     times = [mmss(x) for x in range(len(session.seconds))]
     with path.open("w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
         writer.writerow(("second", "time", "student", "status", *PROB_COLUMNS))
         writer.writerows((second, times[second], session.students[student], state, *p)
-                         for second, student, state, p in zip(t.tolist(), s.tolist(), status.tolist(), text.tolist()))
+                         for second, student, state, p in zip(t.tolist(), s.tolist(), status, text.tolist()))
     return path
 
 
@@ -429,8 +436,9 @@ def _student_table(summaries: tuple[StudentSummary, ...]) -> str:
         flags = "; ".join(html.escape(f.describe()) for f in s.flags)
         rows.append(f'<tr{" class=flagged" if s.flags else ""}><td>{html.escape(s.student)}</td><td>{dominant}</td>'
                     f'<td class="num">{s.negative_share:.0%}</td><td class="num">{mmss(s.absent_seconds)}</td>'
+                    f'<td class="num">{mmss(s.camera_off_seconds)}</td>'
                     f"<td>{flags}</td></tr>")
-    return ("<table><thead><tr><th>student</th><th>dominant</th><th>negative</th><th>no face</th>"
+    return ("<table><thead><tr><th>student</th><th>dominant</th><th>negative</th><th>no face</th><th>camera off</th>"
             "<th>flags</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
 
@@ -446,6 +454,6 @@ def summary_text(session: Session, rules: FlagRule = FlagRule(), moments: int = 
     found = find_moments(session)[:moments]
     lines.append("Moments: " + ("; ".join(f"{m.time} {m.detail}" for m in found) if found else "none"))
     flagged = [s for s in student_summaries(session, rules) if s.flags]
-    lines.append("Flagged: " + (", ".join(f"{s.student} ({', '.join(f.kind for f in s.flags)})" for s in flagged)
+    lines.append("Flagged: " + (", ".join(f"{s.student} ({', '.join(f.what for f in s.flags)})" for s in flagged)
                                 if flagged else "nobody"))
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -67,7 +68,7 @@ def test_one_row_per_student_per_second_with_means(tmp_path):
     sid = record_lecture(db, source="demo")
     with sqlite3.connect(db) as con:
         assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "delete"   # closed: one plain file again
         assert con.execute("SELECT count(*) FROM samples").fetchone()[0] == SECONDS * len(STUDENTS)
         assert con.execute("SELECT count(*) FROM class_samples").fetchone()[0] == SECONDS
         session = con.execute("SELECT id, started_at, ended_at, name, source FROM sessions").fetchone()
@@ -93,6 +94,7 @@ def test_a_second_is_committed_once_the_next_starts(tmp_path):
     db = tmp_path / "session.db"
     recorder = Recorder(db)
     reader = sqlite3.connect(db)
+    assert reader.execute("PRAGMA journal_mode").fetchone()[0] == "wal"   # cheap commits while recording
     count = "SELECT count(*) FROM samples"
     for frame in range(FPS):                       # all of second 0: nothing written yet
         recorder.add(frame_result(frame))
@@ -191,3 +193,41 @@ def test_purge_removes_exactly_the_old_sessions(tmp_path):
     assert purge(db, 30 * day, now=now) == 0
     with pytest.raises(RecordError, match="no such session file"):
         purge(tmp_path / "missing.db", day)
+
+
+def test_a_closed_record_is_one_file_that_readers_leave_alone(tmp_path):
+    """Readers open the file read-only; in WAL mode they would create class.db-wal and -shm
+    beside it and could not remove them (they stayed after every clean run)."""
+    db = tmp_path / "class.db"
+    record_lecture(db, seconds=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["class.db"]
+    load_session(db)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["class.db"]
+    record_lecture(db, seconds=2)   # the next recording is WAL again, and closed again
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["class.db"] and len(load_session(db).seconds) == 2
+
+
+def test_camera_off_seconds_are_kept_apart_from_no_face(tmp_path):
+    """camera_off used to be folded into no_face; files written before still read (as no face)."""
+    db = tmp_path / "class.db"
+    states = {"r1c1": "present", "r1c2": "no_face", "r1c3": "camera_off"}
+    with Recorder(db) as recorder:
+        for frame in range(2 * FPS):
+            result = frame_result(frame)
+            recorder.add(dataclasses.replace(result, students=tuple(
+                dataclasses.replace(s, status=states[s.id]) for s in result.students)))
+    session = load_session(db)
+    from fer_overlay.report import CAMERA_OFF, NO_FACE, PRESENT
+    assert session.status.tolist() == [[PRESENT, NO_FACE, CAMERA_OFF]] * 2
+    with sqlite3.connect(db) as con:   # as a file of the previous version holds it
+        con.execute("UPDATE samples SET status = 'no_face' WHERE status = 'camera_off'")
+    assert load_session(db).status.tolist() == [[PRESENT, NO_FACE, NO_FACE]] * 2
+
+
+def test_report_lists_students_in_natural_case_insensitive_order(tmp_path):
+    db = tmp_path / "class.db"
+    names = ("bob", "r1c10", "Anna", "r1c2", "Carl", "r1c1#10", "r1c1#2")
+    with Recorder(db) as recorder:
+        for frame in range(FPS):
+            recorder.add(frame_result(frame, students=names, emotion_of=lambda student, second: "happy"))
+    assert load_session(db).students.tolist() == ["Anna", "bob", "Carl", "r1c1#2", "r1c1#10", "r1c2", "r1c10"]
