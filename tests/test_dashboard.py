@@ -158,6 +158,8 @@ def test_rows_sort_naturally_in_gallery_order() -> None:
     from fer_overlay.dashboard import natural_key
     assert sorted(["r1c1#10", "r1c1#2", "r1c10", "r1c2", "bob", "Anna", "carl", "Bob"], key=natural_key) == \
         ["Anna", "Bob", "bob", "carl", "r1c1#2", "r1c1#10", "r1c2", "r1c10"]
+    assert sorted(["Student 3", "Student2", "student 10", "Student 1"], key=natural_key) == \
+        ["Student 1", "Student2", "Student 3", "student 10"]
     tile = Tile(0, 0, Box(0, 0, 100, 100))
     people = [Student(f"r1c1#{n}", tile, "no_face") for n in (10, 2, 1)]   # three people in one tile
     gone = [Student(name, None, "left") for name in ("zoe", "Adam")]
