@@ -1,8 +1,10 @@
 """Annotating frames: pure functions of ``(BGR frame, FrameResult) -> new BGR frame``.
 
 The virtual camera is seen by every meeting participant, so the default mode,
-``aggregate``, puts no mark on anyone's face: only a class-mood banner across the top.
-``full`` and ``blur`` are for the teacher's own preview or recordings; ``check`` is the
+``aggregate``, puts no mark on anyone's face: only a class-mood banner in a strip added
+above the frame (the output is :func:`banner_height` taller, so the banner never hides the
+top row of tiles or their labels). ``blur`` pixelates the whole picture, tile by tile, then
+labels the faces; ``full`` is for the teacher's own preview or recordings; ``check`` is the
 teacher's before-class picture of what was found (every tile, its student and state, every face).
 """
 
@@ -16,7 +18,8 @@ from typing import Literal, get_args
 import cv2
 import numpy as np
 
-from .core import EMOTIONS, Box, Face, FrameResult, Student, Tile
+from .attention import banner_texts, pose_label
+from .core import EMOTIONS, Face, FrameResult, Student, Tile, class_mood
 
 FeedMode = Literal["full", "aggregate", "blur", "check"]
 FEED_MODES: tuple[str, ...] = get_args(FeedMode)
@@ -48,7 +51,8 @@ UNLABELLED: Color = (255, 255, 255)   # a face the classifier has not seen yet
 DIM: Color = (110, 110, 110)
 WHITE: Color = (255, 255, 255)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
-PIXELATE = 6                          # blur mode keeps this many blocks across a face
+BANNER_BACKGROUND: Color = (20, 20, 20)
+PIXELATE = 6                          # blur mode keeps this many blocks across a tile (and the frame)
 
 
 def font_scale(height: int) -> float:
@@ -85,19 +89,47 @@ def _ink(background: Color) -> Color:
 
 def _face_label(face: Face) -> tuple[str, Color] | None:
     if face.emotion is None:
-        return None
+        return pose_label(face)   # --signals attention: looking / away, or nothing
     label, confidence = face.emotion
     return f"{label} {confidence:.0%}", EMOTION_COLORS[label]
 
 
-def _pixelate(image: np.ndarray, box: Box) -> None:
-    """Replace the box with a few smooth blocks: no identity survives, unlike a mild blur."""
-    x, y, w, h = box.x, box.y, box.w, box.h
+def _pixelated(picture: np.ndarray) -> np.ndarray:
+    """``picture`` as about :data:`PIXELATE` smooth blocks across (square-ish blocks): no face,
+    eye or letter survives, unlike a mild blur, but each tile keeps its colours."""
+    h, w = picture.shape[:2]
     if w < 2 or h < 2:
-        return
-    roi = image[y:y + h, x:x + w]
-    small = cv2.resize(roi, (PIXELATE, PIXELATE), interpolation=cv2.INTER_AREA)
-    roi[:] = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+        return picture.copy()
+    across = min(PIXELATE, w)
+    down = min(max(1, round(PIXELATE * h / w)), h)
+    small = cv2.resize(picture, (across, down), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _pixelate_all(out: np.ndarray, tiles: tuple[Tile, ...]) -> None:
+    """Blur mode's mask, in place: the whole frame, then each tile on its own.
+
+    Everything goes, not only the faces found: on a real gallery the detector misses masked
+    faces, profiles and even clear ones, the grid stage can miss a tile, and a self-view or
+    speaker strip may sit outside the gallery. Tiles are pixelated one by one so the viewer still
+    sees the gallery's layout under the labels. Camera-off tiles too (their profile photos are
+    faces, and a wrong camera-off call must not leak a live one), and name labels too: Zoom draws
+    them over the video, so their box can hold part of a face, and a readable name beside an
+    emotion label is exactly what a shared feed should not show.
+    """
+    source = out.copy()
+    height, width = out.shape[:2]
+    out[:] = _pixelated(source)
+    for tile in tiles:
+        box = tile.box.clip(width, height)
+        if box.w > 0 and box.h > 0:
+            out[box.y:box.y2, box.x:box.x2] = _pixelated(source[box.y:box.y2, box.x:box.x2])
+
+
+def _black_out(out: np.ndarray, tiles: tuple[Tile, ...]) -> None:
+    for tile in tiles:
+        box = tile.box.clip(out.shape[1], out.shape[0])
+        out[box.y:box.y2, box.x:box.x2] = 0
 
 
 def _draw_face(image: np.ndarray, face: Face, scale: float) -> None:
@@ -216,55 +248,70 @@ def _draw_check_tile(image: np.ndarray, check: TileCheck) -> None:
     _caption(image, text, box.x + thick, box.y + thick, px, color)
 
 
-def draw_banner(image: np.ndarray, result: FrameResult) -> np.ndarray:
-    """Return a copy of ``image`` with the class-mood strip across its top."""
-    out = image.copy()
-    _draw_banner(out, result)
-    return out
-
-
-def _draw_banner(out: np.ndarray, result: FrameResult) -> None:
-    """Draw the class-mood strip in place.
-
-    Row 1: faces per emotion in their colours; row 2: positive/neutral/negative shares,
-    faces/tiles and analysis FPS. The font follows the frame height and shrinks further
-    if a row would not fit the width, so 640x360 stays readable and nothing is cut off.
-    """
-    height, width = out.shape[:2]
-    mood = result.mood
-    counts = [(f"{e} {mood.counts.get(e, 0)}", EMOTION_COLORS[e] if mood.counts.get(e, 0) else DIM)
-              for e in EMOTIONS]
-    faces = f"faces {mood.faces}/{mood.tiles}" if mood.tiles else f"faces {mood.faces}"
-    summary = (f"positive {mood.positive:.0%}   neutral {mood.neutral:.0%}   "
-               f"negative {mood.negative:.0%}   {faces}   {result.fps:.1f} fps")
-    gap = "   "
-
+def _banner_metrics(height: int) -> tuple[float, int, int, int]:
+    """(font scale, margin, text height, row step) of the banner above a frame ``height`` tall."""
     scale = font_scale(height)
     margin = max(4, height // 90)
+    _, line, base = _text_size("Ag", scale)
+    return scale, margin, line, line + base + margin
+
+
+def banner_height(height: int) -> int:
+    """Rows the class-mood strip adds above a frame ``height`` tall.
+
+    A function of the height alone, so every output of a run has one constant size (the
+    virtual camera and the video file need it before the first frame) and a frame resized
+    only in width keeps its strip; text that would not fit a narrow frame is drawn smaller.
+    """
+    _, margin, _, step = _banner_metrics(height)
+    strip = 2 * step + margin
+    return strip + strip % 2   # even: video encoders need even frame sizes
+
+
+def banner(result: FrameResult | None, width: int, height: int) -> np.ndarray:
+    """The class-mood strip for a frame ``width`` x ``height``: ``banner_height(height)`` rows.
+
+    Row 1: faces per emotion in their colours; row 2: positive/neutral/negative shares,
+    faces/tiles and analysis FPS (or, before the first analysis, a note that it is under way).
+    The font follows the frame height and shrinks further if a row would not fit the width,
+    so 640x360 stays readable and nothing is cut off.
+    """
+    strip = np.full((banner_height(height), width, 3), BANNER_BACKGROUND, np.uint8)
+    mood = result.mood if result is not None else class_mood(())
+    counts = [(f"{e} {mood.counts.get(e, 0)}", EMOTION_COLORS[e] if mood.counts.get(e, 0) else DIM)
+              for e in EMOTIONS]
+    if result is None:
+        summary = "first analysis under way"
+    else:
+        faces = f"faces {mood.faces}/{mood.tiles}" if mood.tiles else f"faces {mood.faces}"
+        summary = (f"positive {mood.positive:.0%}   neutral {mood.neutral:.0%}   "
+                   f"negative {mood.negative:.0%}   {faces}   {result.fps:.1f} fps")
+        counts, summary = banner_texts(result, counts, summary, DIM)   # attention signals
+    gap = "   "
+
+    scale, margin, line, step = _banner_metrics(height)
     row1 = gap.join(text for text, _ in counts)
     widest = max(_text_size(row1, scale)[0], _text_size(summary, scale)[0])
-    scale = min(scale, scale * (width - 2 * margin) / widest)
-    _, line, base = _text_size("Ag", scale)
-    step = line + base + margin
-    strip = min(height, 2 * step + margin)
-
-    out[:strip] //= 3   # darken so coloured text reads on any video
-    thick = _thickness(scale)
+    small = min(scale, scale * (width - 2 * margin) / widest)
+    thick = _thickness(small)
     x, y = margin, margin + line
     for text, color in counts:
-        cv2.putText(out, text, (x, y), FONT, scale, color, thick, cv2.LINE_AA)
-        x += _text_size(text + gap, scale)[0]
-    cv2.putText(out, summary, (margin, y + step), FONT, scale, WHITE, thick, cv2.LINE_AA)
+        cv2.putText(strip, text, (x, y), FONT, small, color, thick, cv2.LINE_AA)
+        x += _text_size(text + gap, small)[0]
+    cv2.putText(strip, summary, (margin, y + step), FONT, small, WHITE, thick, cv2.LINE_AA)
+    return strip
 
 
 class Annotator:
     """Draws one :class:`FrameResult` onto a frame in the chosen :data:`FeedMode`.
 
     ``full``: coloured face boxes with "happy 87%" labels and "no face" / "camera off" tile markers.
-    ``aggregate``: only the banner; pixels below it are untouched, faces included.
-    ``blur``: faces pixelated, then boxes and labels as in ``full``.
+    ``aggregate``: only the banner; every pixel of the frame is untouched, faces included.
+    ``blur``: the whole frame pixelated tile by tile (:func:`_pixelate_all`), then boxes and
+    labels as in ``full``.
     ``check``: every tile outlined in its state's colour (:data:`STATE_COLORS`) with its
     student's name or tile key and state, then faces as in ``full``; for the teacher's own file.
+    With ``banner`` the class-mood strip is added above the frame: see :meth:`output_size`.
     Coordinates in ``result`` are pixels of ``image``.
     """
 
@@ -275,22 +322,30 @@ class Annotator:
         self.show_tiles = show_tiles
         self.banner = banner
 
-    def annotate(self, image: np.ndarray, result: FrameResult) -> np.ndarray:
-        """Return a new annotated frame; ``image`` is never modified."""
+    def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """(width, height) of the annotated frame for an input frame of ``size``."""
+        width, height = size
+        return (width, height + banner_height(height)) if self.banner else (width, height)
+
+    def annotate(self, image: np.ndarray, result: FrameResult | None) -> np.ndarray:
+        """Return a new annotated frame of :meth:`output_size`; ``image`` is never modified.
+
+        Without a result (before the first analysis) the frame is masked for the mode all the
+        same: ``blur`` pixelates the whole frame, since no tile is known yet.
+        """
         out = image.copy()
-        for tile in result.excluded:   # an opted-out student: nothing of them shown, in any mode
-            box = tile.box.clip(out.shape[1], out.shape[0])
-            out[box.y:box.y2, box.x:box.x2] = 0
-        if self.mode == "check":
+        excluded = result.excluded if result is not None else ()
+        _black_out(out, excluded)   # an opted-out student: nothing of them shown, in any mode
+        if self.mode == "blur":
+            _pixelate_all(out, result.tiles if result is not None else ())
+            _black_out(out, excluded)
+        if result is not None and self.mode == "check":
             for face in result.faces:
                 _draw_face(out, face, font_scale(out.shape[0]))
             for check in tile_checks(result):   # last: who is in a tile must never be hidden by a face label
                 _draw_check_tile(out, check)
-        elif self.mode != "aggregate":
+        elif result is not None and self.mode != "aggregate":
             scale = font_scale(out.shape[0])
-            if self.mode == "blur":
-                for face in result.faces:
-                    _pixelate(out, face.box.clip(out.shape[1], out.shape[0]))
             if self.show_tiles:
                 for tile in result.tiles:
                     cv2.rectangle(out, (tile.box.x, tile.box.y), (tile.box.x2 - 1, tile.box.y2 - 1), DIM, 1)
@@ -302,5 +357,5 @@ class Annotator:
             for face in result.faces:
                 _draw_face(out, face, scale)
         if self.banner:
-            _draw_banner(out, result)
+            out = np.vstack([banner(result, out.shape[1], out.shape[0]), out])
         return out

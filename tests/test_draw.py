@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 
+import cv2
 import numpy as np
 import pytest
 
 from fer_overlay.core import EMOTIONS, Box, Face, FrameResult, Student, Tile
 from fer_overlay.dashboard import check_summary
-from fer_overlay.draw import EMOTION_COLORS, EMOTION_STYLES, STATE_COLORS, Annotator, _font_for, draw_banner, tile_checks
+from fer_overlay.draw import (EMOTION_COLORS, EMOTION_STYLES, STATE_COLORS, Annotator, _font_for, banner, banner_height,
+                              tile_checks)
 
 LANDMARKS = ((10.0, 10.0), (20.0, 10.0), (15.0, 15.0), (18.0, 20.0), (12.0, 20.0))
 
@@ -38,10 +40,28 @@ def inside(image: np.ndarray, box: Box) -> np.ndarray:
     return image[box.y:box.y2, box.x:box.x2]
 
 
-def banner_rows(before: np.ndarray, after: np.ndarray) -> int:
-    """Number of top rows that changed (the banner height)."""
-    changed = np.any(before != after, axis=(1, 2))
-    return int(np.argmin(changed)) if not changed.all() else len(changed)
+def detail(image: np.ndarray, keep: np.ndarray | None = None) -> float:
+    """Laplacian variance (sharpness) of ``image``, over the pixels in ``keep`` if given.
+
+    Noise of one grey level (standard deviation 1) alone gives 20, the sum of the kernel's
+    squares; a picture with no more than that has no edge left: no eye, mouth or letter.
+    A sharp face tile measures hundreds to thousands.
+    """
+    gray = cv2.Laplacian(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.CV_64F)
+    return float(gray[keep].var() if keep is not None else gray.var())
+
+
+def drawn(annotator: Annotator, shape: tuple[int, ...], result: FrameResult | None) -> np.ndarray:
+    """Mask of the pixels ``annotator`` draws on (boxes, labels, notes), grown by the Laplacian's reach.
+
+    Drawing on a black and on a white frame: a pixel that is not black, or not white, was drawn.
+    """
+    black, white = np.zeros(shape, np.uint8), np.full(shape, 255, np.uint8)
+    mask = (annotator.annotate(black, result) != 0).any(axis=2) | (annotator.annotate(white, result) != 255).any(axis=2)
+    return cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+
+
+NOISE = 20.0   # Laplacian variance of one grey level of noise (see ``detail``)
 
 
 def test_palette_covers_every_emotion_and_rich_styles_match() -> None:
@@ -54,21 +74,25 @@ def test_palette_covers_every_emotion_and_rich_styles_match() -> None:
 def test_input_is_not_mutated(mode: str) -> None:
     image, result = scene()
     original = image.copy()
-    out = Annotator(mode, show_tiles=True).annotate(image, result)
+    annotator = Annotator(mode, show_tiles=True)
+    out = annotator.annotate(image, result)
     assert np.array_equal(image, original)
-    assert out.shape == image.shape and out.dtype == np.uint8 and out is not image
+    assert out.dtype == np.uint8 and out is not image
+    assert out.shape == (360 + banner_height(360), 640, 3) and annotator.output_size((640, 360)) == (640, out.shape[0])
+    assert Annotator(mode, banner=False).annotate(image, result).shape == image.shape
 
 
-def test_aggregate_keeps_face_pixels_and_changes_only_the_banner() -> None:
+@pytest.mark.parametrize("mode", ["full", "aggregate", "blur", "check"])
+def test_the_banner_is_a_strip_above_the_frame_and_covers_no_tile(mode: str) -> None:
+    """Issue 11 item 16: the top row's tiles and labels read the same with the banner as without it."""
     image, result = scene()
-    out = Annotator("aggregate").annotate(image, result)
-    strip = banner_rows(image, out)
-    assert 20 <= strip < 360 // 4
-    for face in result.faces:
-        assert face.box.y >= strip
-        assert np.array_equal(inside(out, face.box), inside(image, face.box))
-    assert np.array_equal(out[strip:], image[strip:])   # no tile or "no face" marks either
-    assert out[:strip].mean() < image[:strip].mean() * 0.6   # darkened strip with text
+    strip = banner_height(360)
+    out = Annotator(mode).annotate(image, result)
+    assert np.array_equal(out[strip:], Annotator(mode, banner=False).annotate(image, result))
+    text = np.any(out[:strip] > 60, axis=2)
+    assert text.mean() > 0.02 and text[:, :2].sum() == 0   # the class-mood text, inside the strip
+    if mode == "aggregate":   # not one pixel of the frame changed, the top row of tiles included
+        assert np.array_equal(out[strip:], image)
 
 
 def test_aggregate_is_the_default_mode() -> None:
@@ -77,7 +101,7 @@ def test_aggregate_is_the_default_mode() -> None:
 
 def test_full_draws_emotion_coloured_box_border_and_label() -> None:
     image, result = scene()
-    out = Annotator("full").annotate(image, result)
+    out = Annotator("full", banner=False).annotate(image, result)
     for face in result.faces:
         color = EMOTION_COLORS[face.emotion[0]]
         b = face.box
@@ -103,7 +127,7 @@ def test_full_marks_the_tile_without_a_face() -> None:
 
 def test_blur_destroys_face_detail_and_keeps_labels() -> None:
     image, result = scene()
-    out = Annotator("blur").annotate(image, result)
+    out = Annotator("blur", banner=False).annotate(image, result)
     for face in result.faces:
         core = Box(face.box.x + 4, face.box.y + 4, face.box.w - 8, face.box.h - 8)   # inside the border
         before, after = inside(image, core).astype(float), inside(out, core).astype(float)
@@ -113,18 +137,39 @@ def test_blur_destroys_face_detail_and_keeps_labels() -> None:
         assert np.all(out[face.box.y2 - 1, face.box.x + 5] == color)
 
 
+@pytest.mark.parametrize("found", ["every face", "no face", "no tile", "no analysis yet"])
+def test_blur_leaves_no_detail_anywhere_whatever_the_detector_found(found: str) -> None:
+    """Issue 11 item 1: a face the detector missed (or a tile the grid missed) is hidden all the same.
+
+    Every tile is pixelated on its own, and so is everything outside the tiles; only the
+    drawn boxes, labels and notes are sharp.
+    """
+    image, result = scene()
+    result = {"every face": result, "no face": dataclasses.replace(result, faces=()),
+              "no tile": dataclasses.replace(result, tiles=(), faces=()), "no analysis yet": None}[found]
+    annotator = Annotator("blur", banner=False)
+    out = annotator.annotate(image, result)
+    clear = ~drawn(annotator, image.shape, result)
+    assert detail(image) > 1000
+    for tile in scene()[1].tiles:
+        b = tile.box
+        assert detail(inside(out, b), inside(clear, b)) < NOISE, tile.key
+    assert detail(out, clear) < NOISE
+
+
 @pytest.mark.parametrize("size", [(1920, 1080), (640, 360)])
 def test_banner_scales_with_height_and_fits_the_width(size: tuple[int, int]) -> None:
     width, height = size
-    image = np.full((height, width, 3), 200, np.uint8)
     _, result = scene(width, height)
-    out = draw_banner(image, result)
-    strip = banner_rows(image, out)
-    assert 0.06 * height <= strip <= 0.15 * height
-    text = np.any(out[:strip] > 200 // 3 + 10, axis=2)   # brighter than the darkened background
+    strip = banner(result, width, height)
+    assert strip.shape == (banner_height(height), width, 3)
+    assert 0.06 * height <= strip.shape[0] <= 0.15 * height
+    text = np.any(strip > 40, axis=2)   # brighter than the dark background
     columns = np.flatnonzero(text.any(axis=0))
     assert columns.min() > 0 and columns.max() < width - 2   # nothing cut off at the edges
     assert columns.max() > width * 0.4   # but it uses the width
+    assert banner(result, width // 2, height).shape[0] == strip.shape[0]   # a narrower frame: same strip height
+    assert banner(None, width, height).shape == strip.shape   # before the first analysis too
 
 
 def test_unknown_mode_is_rejected() -> None:

@@ -2,6 +2,10 @@
 
 import json
 import sqlite3
+import subprocess
+import sys
+import time
+import types
 
 import cv2
 import numpy as np
@@ -9,15 +13,20 @@ import pytest
 
 from fer_overlay.cli import main
 from fer_overlay.config import Config
-from fer_overlay.demo import DemoSource
-from fer_overlay.draw import Annotator
+from fer_overlay.demo import DemoSource, load_faces
+from fer_overlay.detect import FaceDetector
+from fer_overlay.draw import Annotator, banner_height
+from fer_overlay.gallery import compose_gallery
 from fer_overlay.pipeline import Analyzer, run_offline
-from fer_overlay.sinks import VirtualCameraSink
+from fer_overlay.sinks import MjpegSink, VirtualCameraSink
+from fer_overlay.sources import ScreenSource
+from tests.test_draw import NOISE, detail, drawn
+from tests.test_screen import SHOW
 
 
 class FakeCamera:
     def __init__(self, width, height, fps):
-        self.size, self.frames = (width, height), []
+        self.size, self.fps, self.frames = (width, height), fps, []
 
     def send(self, frame):
         self.frames.append(frame.copy())
@@ -34,39 +43,132 @@ def analysed_demo():
     results, sent = [], {}
     for mode in ("aggregate", "blur", "full"):
         cameras = []
-        sink = VirtualCameraSink(*source.size, source.fps,
+        annotator = Annotator(mode)
+        sink = VirtualCameraSink(*annotator.output_size(source.size), source.fps,
                                  camera_factory=lambda w, h, f: cameras.append(FakeCamera(w, h, f)) or cameras[-1])
         collected = []
-        run_offline(frames, Analyzer.from_config(Config()), [(Annotator(mode), sink)], [collected.append])
+        run_offline(frames, Analyzer.from_config(Config(ocr=False)), [(annotator, sink)], [collected.append])
         sent[mode] = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in cameras[0].frames]
         results = collected
     return frames, results, sent
 
 
-def face_pixels(image, result):
-    banner_bottom = image.shape[0] * 0.16   # the banner never covers more than this
-    return [image[f.box.y:f.box.y2, f.box.x:f.box.x2] for f in result.faces if f.box.y > banner_bottom]
-
-
-def test_aggregate_feed_leaves_every_face_untouched(analysed_demo):
+def test_aggregate_feed_leaves_every_pixel_of_the_gallery_untouched(analysed_demo):
     frames, results, sent = analysed_demo
+    strip = banner_height(720)
     assert len(sent["aggregate"]) == len(frames)
     for frame, result, shown in zip(frames, results, sent["aggregate"]):
         assert len(result.faces) >= 20
-        for original, seen in zip(face_pixels(frame.image, result), face_pixels(shown, result)):
-            assert np.array_equal(original, seen)
-        assert not np.array_equal(frame.image[:40], shown[:40])   # the class-mood banner is there
+        assert shown.shape == (720 + strip, 1280, 3)
+        assert np.array_equal(shown[strip:], frame.image)   # faces, names, the top row: all as they were
+        assert shown[:strip].max() > 100                     # the class-mood banner, above the gallery
 
 
-def test_blur_feed_hides_faces_and_full_feed_marks_them(analysed_demo):
+def test_blur_feed_hides_every_face_and_full_feed_marks_them(analysed_demo):
+    """Issue 11 item 1 on a generated gallery: after blur the detector finds nothing, and no tile
+    keeps any detail, also where the analysis found no face (the two camera-off tiles)."""
     frames, results, sent = analysed_demo
+    strip, detector = banner_height(720), FaceDetector(score_threshold=0.5, max_width=1280)
+    blur = Annotator("blur", banner=False)
     for frame, result, blurred, full in zip(frames, results, sent["blur"], sent["full"]):
-        for original, seen in zip(face_pixels(frame.image, result), face_pixels(blurred, result)):
-            inner = (slice(6, -6), slice(6, -6))   # inside the drawn box outline and label
-            detail = lambda im: cv2.Laplacian(cv2.cvtColor(im[inner], cv2.COLOR_BGR2GRAY), cv2.CV_64F).var()  # noqa: E731
-            assert detail(seen) < 0.1 * detail(original)   # eyes, mouth, edges: gone
-        assert any(not np.array_equal(o, s) for o, s in zip(face_pixels(frame.image, result),
-                                                              face_pixels(full, result)))
+        assert len(result.faces) >= 20 and detector.detect(blurred[strip:]) == ()
+        clear = ~drawn(blur, frame.image.shape, result)
+        for tile in result.tiles:
+            b = tile.box
+            region = (slice(b.y, b.y2), slice(b.x, b.x2))
+            assert detail(frame.image[region]) > 10 * NOISE   # a tile with a face, or a name on a camera-off tile
+            assert detail(blurred[strip:][region], clear[region]) < NOISE, tile.key
+        assert sum(not np.array_equal(full[strip:][f.box.y:f.box.y2, f.box.x:f.box.x2],
+                                      frame.image[f.box.y:f.box.y2, f.box.x:f.box.x2]) for f in result.faces) >= 20
+
+
+# --- what the shared feed shows, through the CLI as a teacher starts it (issue 11 item 5) -----------
+
+SCREEN = (1280, 720)   # the Xvfb screen
+
+
+@pytest.fixture(scope="module")
+def screen_gallery(xvfb):
+    """A 3x3 gallery, tile r2c3 without video, full-screen on the Xvfb display; yields the Gallery."""
+    faces = list(load_faces()[0][20:29])
+    faces[5] = None
+    gallery = compose_gallery(faces, 3, 3, SCREEN, names=[f"Student {i}" for i in range(1, 10)])
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DISPLAY", xvfb)
+    folder = __import__("tempfile").mkdtemp()
+    png = f"{folder}/gallery.png"
+    cv2.imwrite(png, gallery.image)
+    window = subprocess.Popen([sys.executable, "-c", SHOW, png], stderr=subprocess.DEVNULL)
+    source, deadline = ScreenSource(monitor=1, fps=20), time.time() + 20
+    while np.abs(source.grab().astype(int) - gallery.image).mean() > 1:   # wait until it is drawn
+        if time.time() > deadline or window.poll() is not None:
+            window.kill()
+            pytest.fail(f"the gallery never appeared on {xvfb}")
+        time.sleep(0.1)
+    source.close()
+    yield gallery
+    window.kill()
+    mp.undo()
+
+
+@pytest.fixture
+def shared_outputs(screen_gallery, config_home, monkeypatch):
+    """Runs ``fer-overlay live ARGS`` for 2 s; returns the frames a fake pyvirtualcam camera received,
+    the frames the MJPEG stream was given (both as BGR) and the camera's (width, height, fps)."""
+    cameras, streamed = [], []
+
+    class Camera(FakeCamera):
+        def __init__(self, width, height, fps, fmt=None):
+            super().__init__(width, height, fps)
+            cameras.append(self)
+
+    fake = types.SimpleNamespace(Camera=Camera, PixelFormat=types.SimpleNamespace(RGB="RGB"))
+    monkeypatch.setitem(sys.modules, "pyvirtualcam", fake)
+    write = MjpegSink.write
+    monkeypatch.setattr(MjpegSink, "write", lambda self, image, result: streamed.append(image.copy())
+                        or write(self, image, result))
+
+    def run(*args):
+        assert main(["live", "--duration", "2s", "--fps", "5", "--no-table", "--no-ocr", "--accept-notice",
+                     *args]) == 0
+        camera = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in cameras[0].frames] if cameras else []
+        return camera, streamed, (*cameras[0].size, cameras[0].fps) if cameras else None
+    return run
+
+
+def test_virtual_camera_defaults_to_aggregate_and_a_bound_stream_shows_the_same(shared_outputs, screen_gallery, capsys):
+    """``--virtual-cam`` without ``--feed-mode``: the gallery exactly as it is (the excluded tile black)
+    under a class-mood strip; ``--bind`` to another address makes the MJPEG stream a shared feed too."""
+    camera, streamed, opened = shared_outputs("--virtual-cam", "--exclude", "r2c3", "--mjpeg", "0",
+                                              "--bind", "0.0.0.0")
+    strip = banner_height(SCREEN[1])
+    assert opened == (SCREEN[0], SCREEN[1] + strip, 5)   # the camera is made for the strip's constant size
+    assert len(camera) >= 8 and len(streamed) == len(camera)
+    last = camera[-1]
+    assert last.shape == (SCREEN[1] + strip, SCREEN[0], 3) and last[:strip].max() > 100   # the banner
+    b = screen_gallery.tiles[5].box   # r2c3
+    assert last[strip:][b.y:b.y2, b.x:b.x2].max() == 0
+    rest = np.ones(SCREEN[::-1], bool)
+    rest[b.y:b.y2, b.x:b.x2] = False
+    assert np.abs(last[strip:].astype(int) - screen_gallery.image)[rest].max() <= 2   # no mark on anyone
+    assert np.array_equal(streamed[-1], last)   # the bound stream: the same shared picture
+    assert "warning: the MJPEG feed on 0.0.0.0" in capsys.readouterr().err
+
+
+def test_blur_feed_and_the_teachers_own_stream_through_the_cli(shared_outputs, screen_gallery, capsys):
+    """``--feed-mode blur``: no face left on the camera; the loopback MJPEG stream is the teacher's own
+    ``full`` picture, where every face is still there (and marked)."""
+    camera, streamed, opened = shared_outputs("--virtual-cam", "--feed-mode", "blur", "--mjpeg", "0")
+    strip, detector = banner_height(SCREEN[1]), FaceDetector(score_threshold=0.5, max_width=1280)
+    faces = len(detector.detect(screen_gallery.image))
+    assert faces == 8
+    assert all(detector.detect(frame[strip:]) == () for frame in camera)
+    for box in filter(None, screen_gallery.face_boxes):   # the middle of every face: nothing left
+        middle = (slice(box.y + box.h // 4, box.y2 - box.h // 4), slice(box.x + box.w // 4, box.x2 - box.w // 4))
+        assert detail(screen_gallery.image[middle]) > 2 * NOISE and detail(camera[-1][strip:][middle]) < NOISE
+    assert len(detector.detect(streamed[-1][strip:])) == faces
+    assert not np.array_equal(streamed[-1][strip:], screen_gallery.image)   # boxes and labels on the teacher's own
+    assert "reachable from other computers" not in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +201,7 @@ def test_an_excluded_tile_is_black_in_every_mode(screenshot, tmp_path, mode):
     assert main(["analyze", str(screenshot), "--no-ocr", "--no-table", "--exclude", "r2c3",
                  "--mode", mode, "--out", str(out)]) == 0
     x, y, w, h = tile["box"]
-    picture = cv2.imread(str(out))
+    picture = cv2.imread(str(out))[banner_height(720):]   # below the class-mood strip: the gallery
     assert picture[y:y + h, x:x + w].max() == 0
     assert picture[y:y + h, x + w + 20:x + 2 * w].std() > 10   # the neighbour is untouched
 
