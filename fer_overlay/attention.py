@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 import numpy as np
@@ -101,12 +101,40 @@ def with_poses(faces: tuple[Face, ...]) -> tuple[Face, ...]:
     return tuple(out)
 
 
+class _Window:
+    """Spans of the last ``seconds``, with running seconds per state: O(1) per frame, not O(history)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.spans: deque = deque()                 # (start, end, State), oldest first
+        self.totals = dict.fromkeys(State, 0.0)
+
+    def add(self, start: float, end: float, state: State) -> None:
+        self.spans.append((start, end, state))
+        self.totals[state] += end - start
+
+    def trim(self, now: float) -> None:
+        while self.spans and self.spans[0][1] <= now - self.seconds:
+            start, end, state = self.spans.popleft()
+            self.totals[state] -= end - start
+
+    def time_in(self, states: set[State], now: float) -> float:
+        """Seconds in ``states`` within the window; the oldest span counts only its part inside it."""
+        total = sum(self.totals[s] for s in states)
+        if self.spans:
+            start, end, state = self.spans[0]
+            if state in states:
+                total -= min(max(now - self.seconds - start, 0.0), end - start)
+        return max(total, 0.0)
+
+
 @dataclass
 class _Memory:
+    recent: _Window                    # the last minute: time away
+    flag: _Window                      # the flag window
     pose: np.ndarray | None = None     # smoothed (yaw, pitch); None until a face was seen
     updated: float = 0.0
     last: tuple[float, State] | None = None   # the previous frame's time and state
-    history: deque = field(default_factory=deque)   # (start, end, State) spans inside the flag window
     no_face: float = 0.0
     camera_off: float = 0.0
 
@@ -122,7 +150,6 @@ class AttentionTracker:
 
     def __init__(self, half_life: float = 1.5, flag: FlagRule = FlagRule()):
         self.half_life, self.flag = half_life, flag
-        self._window = max(AWAY_WINDOW, flag.for_seconds)
         self._memory: dict[str, _Memory] = {}
 
     def update(self, faces: tuple[Face, ...], students: tuple[Student, ...],
@@ -142,7 +169,7 @@ class AttentionTracker:
                 state=state.value,
                 yaw=round(float(smoothed[0]), 1) if smoothed is not None else None,
                 pitch=round(float(smoothed[1]), 1) if smoothed is not None else None,
-                away_seconds=self._recent(memory, timestamp, AWAY_WINDOW, {State.AWAY}),
+                away_seconds=memory.recent.time_in({State.AWAY}, timestamp),
                 no_face_seconds=memory.no_face, camera_off_seconds=memory.camera_off,
                 flagged=self._flagged(memory, timestamp))))
         return tuple(out)
@@ -152,7 +179,7 @@ class AttentionTracker:
         if memory is None and student.tile is not None and student.id != student.tile.key:
             memory = self._memory.pop(student.tile.key, None)   # the tile's history becomes the name's
         if memory is None:
-            memory = _Memory()
+            memory = _Memory(_Window(AWAY_WINDOW), _Window(self.flag.for_seconds))
         self._memory[student.id] = memory
         return memory
 
@@ -175,25 +202,22 @@ class AttentionTracker:
             return State.NO_FACE
         return State.LOOKING if is_looking(*memory.pose) else State.AWAY
 
-    def _account(self, memory: _Memory, state: State, now: float) -> None:
-        """Close the previous frame's span (it lasted until now) and drop spans past the window."""
+    @staticmethod
+    def _account(memory: _Memory, state: State, now: float) -> None:
+        """Close the previous frame's span (it lasted until now) and drop spans past the windows."""
         if memory.last is not None:
             start, previous = memory.last
             end = min(now, start + MAX_GAP)
             if end > start:
-                memory.history.append((start, end, previous))
+                memory.recent.add(start, end, previous)
+                memory.flag.add(start, end, previous)
                 if previous is State.NO_FACE:
                     memory.no_face += end - start
                 elif previous is State.CAMERA_OFF:
                     memory.camera_off += end - start
         memory.last = (now, state)
-        while memory.history and memory.history[0][1] <= now - self._window:
-            memory.history.popleft()
-
-    @staticmethod
-    def _recent(memory: _Memory, now: float, seconds: float, states: set[State]) -> float:
-        since = now - seconds
-        return sum(max(end - max(start, since), 0.0) for start, end, state in memory.history if state in states)
+        memory.recent.trim(now)
+        memory.flag.trim(now)
 
     def _flagged(self, memory: _Memory, now: float) -> bool:
         """Not looking (head away or no face) for at least ``flag.away`` of a full ``flag.for_seconds`` window.
@@ -201,11 +225,10 @@ class AttentionTracker:
         Camera-off and left seconds are not watched: they count neither way, but the window must
         still be watched for most of its length before anyone is flagged.
         """
-        window = self.flag.for_seconds
-        watched = self._recent(memory, now, window, {State.LOOKING, State.AWAY, State.NO_FACE})
-        if watched < window * 0.95:
+        watched = memory.flag.time_in({State.LOOKING, State.AWAY, State.NO_FACE}, now)
+        if watched < self.flag.for_seconds * 0.95:
             return False
-        return self._recent(memory, now, window, {State.AWAY, State.NO_FACE}) >= self.flag.away * watched
+        return memory.flag.time_in({State.AWAY, State.NO_FACE}, now) >= self.flag.away * watched
 
 
 # --- presentation helpers: the table, the feed, the JSON ---------------------------------------
