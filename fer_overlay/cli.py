@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import re
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from rich.console import Console
 
 from fer_overlay.errors import UserError
+from fer_overlay.notice import RETENTION, human_duration
 
 # Before TensorFlow and OpenCV load: their log lines would break the table and the one-line errors.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -35,6 +37,35 @@ def _duration(text: str) -> float:
     if not match:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 90s, 15m, 2h or 30d")
     return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+
+
+def _age(text: str) -> float:
+    """``--older-than``, ``--retention``: a duration above 0 with its unit.
+
+    Both delete sessions, so a bare ``30`` (30 seconds: every session) is refused as the typo it is.
+    """
+    if re.fullmatch(r"\s*\d+(?:\.\d+)?\s*", text):
+        raise argparse.ArgumentTypeError(f"{text!r} has no unit; give one, like 30d, 12h, 90m or 3600s")
+    seconds = _duration(text)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration above 0, like 30d")
+    return seconds
+
+
+def _number(convert: Callable[[str], float], meaning: str, *, low: float | None = None,
+            above: float | None = None, high: float | None = None) -> Callable[[str], float]:
+    """An argparse type: ``convert(text)`` within the bounds (``low``/``high`` inclusive, ``above``
+    exclusive), else the parser's one error line saying what is expected."""
+    def parse(text: str) -> float:
+        try:
+            value = convert(text)
+        except ValueError:
+            value = float("nan")
+        if not (math.isfinite(value) and (low is None or value >= low) and (above is None or value > above)
+                and (high is None or value <= high)):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {meaning}")
+        return value
+    return parse
 
 
 def _run_length(text: str) -> float:
@@ -62,8 +93,10 @@ def _common(parser: argparse.ArgumentParser, outputs: bool = True) -> None:
         parser.add_argument("--json", type=Path, help="write per-frame results (JSON Lines; one object for an image)")
         parser.add_argument("--record", type=Path, help="append per-second numbers to this SQLite session file")
         parser.add_argument("--no-table", action="store_true", help="do not show the live table")
-    parser.add_argument("--half-life", type=float, default=1.5, help="seconds of label smoothing (default 1.5)")
-    parser.add_argument("--detect-width", type=int, default=960, help="detect faces at this width (default 960)")
+    parser.add_argument("--half-life", type=_number(float, "a number of seconds, 0 or more", low=0), default=1.5,
+                        help="seconds of label smoothing (default 1.5)")
+    parser.add_argument("--detect-width", type=_number(int, "a width in pixels, at least 64", low=64), default=960,
+                        help="detect faces at this width (default 960)")
     parser.add_argument("--no-flip", action="store_true", help="no mirrored second look per face (faster)")
     parser.add_argument("--model", type=Path, help="emotion model (.tflite or .keras); default: the bundled one")
     parser.add_argument("--exclude", default="",
@@ -78,12 +111,14 @@ def _common(parser: argparse.ArgumentParser, outputs: bool = True) -> None:
                         help="show and keep pseudonyms (Student 1, 2, ...) instead of names everywhere")
     parser.add_argument("--aggregate-only", action="store_true",
                         help="keep no per-student rows anywhere: class-level numbers only")
-    parser.add_argument("--flag-negative", type=float, default=0.5,
+    parser.add_argument("--flag-negative", type=_number(float, "a share from 0 to 1, like 0.5", low=0, high=1),
+                        default=0.5,
                         help="flag a student negative for at least this share of ... (default 0.5)")
     parser.add_argument("--for", dest="flag_for", type=_duration, default=60.0,
                         help="... this long (default 60s); flagged rows are highlighted in the table")
-    parser.add_argument("--retention", type=_duration, default=30 * 86400,
-                        help="with --record: remind me of sessions older than this (default 30d)")
+    parser.add_argument("--retention", type=_age, default=RETENTION,
+                        help="with --record: delete the sessions older than this from the file when the run "
+                             "starts (default 30d; 'fer-overlay notice --record' promises the same)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -104,12 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--window", metavar="TITLE",
                        help="the window whose title contains TITLE (e.g. 'Zoom Meeting'), followed when it moves")
     where.add_argument("--webcam", type=int, help="webcam index instead of the screen")
-    live.add_argument("--fps", type=float, default=10.0, help="grab rate and output rate (default 10)")
+    live.add_argument("--fps", type=_number(float, "a frame rate above 0, like 10", above=0), default=10.0,
+                      help="grab rate and output rate (default 10)")
     live.add_argument("--virtual-cam", action="store_true", help="send the feed to a virtual camera")
     live.add_argument("--feed-mode", choices=("aggregate", "blur", "full"), default="aggregate",
                       help="what meeting participants see on the virtual camera (default aggregate)")
     live.add_argument("--preview", action="store_true", help="show a preview window (teacher only)")
-    live.add_argument("--mjpeg", type=int, metavar="PORT", help="serve the annotated feed at http://127.0.0.1:PORT/")
+    live.add_argument("--mjpeg", type=_number(int, "a port number from 1 to 65535 (0: any free port)", low=0,
+                                              high=65535),
+                      metavar="PORT", help="serve the annotated feed at http://127.0.0.1:PORT/")
     live.add_argument("--bind", default="127.0.0.1", help="address for --mjpeg (default loopback only)")
     live.add_argument("--out", type=Path, help="also write the annotated feed to this video file (needs --save-frames)")
     live.add_argument("--save-frames", action="store_true",
@@ -166,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run on a bundled gallery clip (no screen needed)")
     demo.add_argument("--out", type=Path, default=Path("demo-annotated.mp4"))
-    demo.add_argument("--seconds", type=float, default=10.0)
+    demo.add_argument("--seconds", type=_number(float, "a number of seconds above 0", above=0), default=10.0)
     demo.add_argument("--mode", choices=("full", "blur", "aggregate"), default="full")
     _common(demo)
     demo.set_defaults(handler=cmd_demo)
@@ -176,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     notice = sub.add_parser("notice", help="print a notice to paste into the meeting chat")
     notice.add_argument("--record", action="store_true", help="say that per-second numbers are kept")
+    notice.add_argument("--retention", type=_age, default=RETENTION,
+                        help="with --record: say that sessions older than this are deleted (default 30d; "
+                             "give runs the same --retention)")
     notice.set_defaults(handler=cmd_notice)
 
     report = sub.add_parser("report", help="after-class HTML report of a recorded session")
@@ -183,14 +224,16 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, default=Path("report"))
     report.add_argument("--session", type=int, help="session id (default: the latest)")
     report.add_argument("--csv", type=Path, help="also write per-student per-second rows as CSV")
-    report.add_argument("--flag-negative", type=float, default=0.5, help="flag a negative share at or above this")
+    report.add_argument("--flag-negative", type=_number(float, "a share from 0 to 1, like 0.5", low=0, high=1),
+                        default=0.5, help="flag a negative share at or above this")
     report.add_argument("--for", dest="flag_for", type=_duration, default=60.0, help="... sustained this long (60s)")
     report.add_argument("--flag-absent", type=_duration, default=300.0, help="flag absence longer than this (5m)")
     report.set_defaults(handler=cmd_report)
 
     purge = sub.add_parser("purge", help="delete recorded sessions older than a bound")
     purge.add_argument("database", type=Path)
-    purge.add_argument("--older-than", type=_duration, required=True, help="e.g. 30d")
+    purge.add_argument("--older-than", type=_age, required=True, help="with its unit: 30d, 12h, 90m or 3600s")
+    purge.add_argument("--yes", action="store_true", help="delete more than one session without asking")
     purge.set_defaults(handler=cmd_purge)
     return parser
 
@@ -221,6 +264,62 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(stop, handler)
 
 
+# ---------------------------------------------------------------- outputs, checked before any work
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".m4v")
+"""Containers the annotated video can be written in (OpenCV's FFmpeg takes mp4v in each)."""
+
+
+def _check_file(path: Path | None, option: str, suffixes: Iterable[str] = ()) -> None:
+    """``path`` can be created or overwritten as a file of a type we write.
+
+    Every output is checked before anything is opened or created, so one bad path never
+    leaves the other outputs half-written, nor an analysis done for nothing.
+    """
+    if path is None:
+        return
+    if path.is_dir():
+        raise UserError(f"{option} {path} is a folder; give a file name")
+    suffixes = sorted(suffixes)
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise UserError(f"{option} {path}: cannot write {path.suffix or 'extension-less'} files; "
+                        f"use {', '.join(suffixes)}")
+    _check_folder(path.parent, option, path)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UserError(f"{option} {path} is read-only; choose another file")
+
+
+def _check_folder(folder: Path, option: str, path: Path) -> None:
+    """``folder`` (where output ``path`` goes) exists, is a folder and may be written in."""
+    if not folder.exists():
+        raise UserError(f"{option} {path}: folder {folder} does not exist; create it or choose another")
+    if not folder.is_dir():
+        raise UserError(f"{option} {path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {path}: folder {folder} is not writable; choose another")
+
+
+def _check_out_folder(path: Path, option: str) -> None:
+    """An output folder: made with its parents if missing, so the nearest existing one must be writable."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{option} {path} is a file; give a folder name")
+    _check_folder(next(p for p in (path, *path.parents) if p.exists() or p == p.parent), option, path)
+
+
+def _check_outputs(args, out_suffixes: Iterable[str]) -> None:
+    """A run's ``--out``, ``--json`` and ``--record``; a record file there already must be a session file."""
+    _check_file(args.out, "--out", out_suffixes)
+    _check_file(args.json, "--json")
+    _check_file(args.record, "--record")
+    if args.record and args.record.is_file() and args.record.stat().st_size:
+        from fer_overlay.record import connect
+        connect(args.record, readonly=True).close()
+
+
+def _deleted(count: int, seconds: float, path: Path) -> str:
+    return f"deleted {count} session{'' if count == 1 else 's'} older than {human_duration(seconds)} from {path}"
+
+
 # ---------------------------------------------------------------- commands
 
 
@@ -234,19 +333,33 @@ def cmd_monitors(args, console: Console) -> int:
 
 def cmd_notice(args, console: Console) -> int:
     from fer_overlay.notice import chat_notice
-    print(chat_notice(record=args.record))
+    print(chat_notice(record=args.record, retention=args.retention))
     return 0
 
 
 def cmd_purge(args, console: Console) -> int:
-    from fer_overlay.record import purge
-    removed = purge(args.database, args.older_than)
-    console.print(f"removed {removed} session(s) older than {args.older_than / 86400:g} days from {args.database}")
+    """Deleting is final: more than one session is deleted only when confirmed (``--yes`` or y)."""
+    import time
+
+    from fer_overlay.record import count_older, purge
+    now = time.time()
+    old = count_older(args.database, args.older_than, now=now)
+    if old > 1 and not args.yes:
+        what = f"{old} sessions older than {human_duration(args.older_than)} from {args.database}"
+        if not sys.stdin.isatty():
+            raise UserError(f"purge would delete {what}; add --yes to confirm (no terminal to ask)")
+        if input(f"Delete {what}? [y/N] ").strip().lower() not in ("y", "yes"):
+            console.print(f"kept all sessions in {args.database}", highlight=False, markup=False, soft_wrap=True)
+            return 1
+    removed = purge(args.database, args.older_than, now=now)
+    console.print(_deleted(removed, args.older_than, args.database), highlight=False, markup=False, soft_wrap=True)
     return 0
 
 
 def cmd_report(args, console: Console) -> int:
     from fer_overlay.report import FlagRule, load_session, write_csv, write_report
+    _check_out_folder(args.out, "--out")
+    _check_file(args.csv, "--csv")
     session = load_session(args.database, args.session)
     rules = FlagRule(negative=args.flag_negative, for_seconds=args.flag_for, absent_seconds=args.flag_absent)
     index = write_report(session, args.out, rules)
@@ -295,12 +408,12 @@ def _listeners(args, stack: contextlib.ExitStack, console: Console, source_name:
             json_sink = stack.enter_context(contextlib.closing(JsonLinesSink(args.json)))
             listeners.append(lambda r: json_sink.write(None, r))
     if args.record:
-        from fer_overlay.record import Recorder, count_older
-        old = count_older(args.record, args.retention)
-        if old:
-            days = f"{args.retention / 86400:g}d"
-            console.print(f"reminder: {args.record} holds {old} session(s) older than {days}; delete them with "
-                          f"'fer-overlay purge {args.record} --older-than {days}'", highlight=False)
+        from fer_overlay.record import Recorder, purge
+        if args.record.is_file() and args.record.stat().st_size:   # what the chat notice promises
+            deleted = purge(args.record, args.retention)
+            if deleted:
+                console.print(_deleted(deleted, args.retention, args.record), highlight=False, markup=False,
+                              soft_wrap=True)
         recorder = stack.enter_context(Recorder(args.record, source=source_name,
                                                 aggregate_only=args.aggregate_only))
         listeners.append(recorder.add)
@@ -314,17 +427,32 @@ def _listeners(args, stack: contextlib.ExitStack, console: Console, source_name:
 
 
 def cmd_analyze(args, console: Console) -> int:
-    from fer_overlay.sources import open_file
+    from fer_overlay.pipeline import RunStats
+    from fer_overlay.sources import IMAGE_SUFFIXES, open_file
 
+    _check_outputs(args, IMAGE_SUFFIXES if args.input.suffix.lower() in IMAGE_SUFFIXES else VIDEO_SUFFIXES)
     source = open_file(args.input)
-    stats = analyze_source(args, console, source, _analyzer(args, console))
-    console.print(f"analysed {stats.analysed} frame(s) in {stats.seconds:.1f} s"
-                  + (f"; annotated output: {args.out}" if args.out else ""))
+    analyzer = _analyzer(args, console)
+    stats, stopped = RunStats(), False
+    try:
+        analyze_source(args, console, source, analyzer, stats=stats)
+    except KeyboardInterrupt:
+        stopped = True
+    return _finish(args, console, stopped, f"analysed {stats.analysed} frame(s) in {stats.seconds:.1f} s"
+                   + (f"; annotated output: {args.out}" if args.out else ""))
+
+
+def _finish(args, console: Console, stopped: bool, line: str) -> int:
+    """Every run ends alike, finished or stopped (Ctrl-C, SIGTERM, SIGHUP; outputs already closed):
+    what it did, the record's summary, and exit 0, or 130 when stopped, as a shell expects of an
+    interrupted command (a script can tell a stopped run from a finished one)."""
+    console.print(f"stopped: {line}" if stopped else line, highlight=False, soft_wrap=True)
     _summary(args, console)
-    return 0
+    return 130 if stopped else 0
 
 
-def analyze_source(args, console: Console, source, analyzer, on_frame: Callable[[], None] | None = None):
+def analyze_source(args, console: Console, source, analyzer, on_frame: Callable[[], None] | None = None,
+                   stats=None):
     """``analyze``'s run of one opened file (closed here): ``--out``, table, JSON, record, every frame.
 
     ``batch`` workers run each recording through here too, so a batch record is analyze's record.
@@ -350,7 +478,7 @@ def analyze_source(args, console: Console, source, analyzer, on_frame: Callable[
                                                     disable=not console.is_terminal))
             task = progress.add_task(f"analysing {args.input.name}", total=source.frame_count or None)
             on_frame = lambda: progress.advance(task)  # noqa: E731
-        return run_offline(source, analyzer, outputs, listeners, on_frame=on_frame)
+        return run_offline(source, analyzer, outputs, listeners, on_frame=on_frame, stats=stats)
 
 
 def cmd_batch(args, console: Console) -> int:
@@ -362,20 +490,23 @@ def cmd_batch(args, console: Console) -> int:
 def cmd_demo(args, console: Console) -> int:
     from fer_overlay.demo import DemoSource
     from fer_overlay.draw import Annotator
-    from fer_overlay.pipeline import run_offline
+    from fer_overlay.pipeline import RunStats, run_offline
     from fer_overlay.sinks import VideoFileSink
 
+    _check_outputs(args, VIDEO_SUFFIXES)
     source = DemoSource(seconds=args.seconds)
     analyzer = _analyzer(args, console)
-    with contextlib.ExitStack() as stack:
-        sink = VideoFileSink(args.out, source.fps)
-        stack.callback(sink.close)
-        listeners = _listeners(args, stack, console, "demo")
-        stats = run_offline(source, analyzer, [(Annotator(args.mode), sink)], listeners)
-    console.print(f"demo: {stats.frames} frames analysed in {stats.seconds:.1f} s "
-                  f"({stats.frames / max(stats.seconds, 1e-9):.1f} frames/s) -> {args.out}")
-    _summary(args, console)
-    return 0
+    stats, stopped = RunStats(), False
+    try:
+        with contextlib.ExitStack() as stack:
+            sink = VideoFileSink(args.out, source.fps)
+            stack.callback(sink.close)
+            listeners = _listeners(args, stack, console, "demo")
+            run_offline(source, analyzer, [(Annotator(args.mode), sink)], listeners, stats=stats)
+    except KeyboardInterrupt:
+        stopped = True
+    return _finish(args, console, stopped, f"demo: {stats.frames} frames analysed in {stats.seconds:.1f} s "
+                   f"({stats.frames / max(stats.seconds, 1e-9):.1f} frames/s) -> {args.out}")
 
 
 def _confirm_notice(args, console: Console) -> None:
@@ -396,12 +527,13 @@ def _confirm_notice(args, console: Console) -> None:
 
 def cmd_live(args, console: Console) -> int:
     from fer_overlay.draw import Annotator
-    from fer_overlay.pipeline import ANALYSIS_FPS, run_live
+    from fer_overlay.pipeline import ANALYSIS_FPS, RunStats, run_live
     from fer_overlay.sources import VideoSource
 
     if args.out and not args.save_frames:
         raise UserError(f"--out {args.out} would store every student's face in a video file; "
                         "add --save-frames to confirm, or leave out --out")
+    _check_outputs(args, VIDEO_SUFFIXES)
     _confirm_notice(args, console)
     analyzer = _analyzer(args, console)   # a broken model fails before the screen is opened
     if args.webcam is not None:
@@ -409,20 +541,17 @@ def cmd_live(args, console: Console) -> int:
     else:
         source, name = _screen_source(args, console, args.fps)
     teacher = Annotator("full")
+    stats, stopped = RunStats(), False
     with contextlib.ExitStack() as stack:
         stack.callback(source.close)
         outputs = _live_outputs(args, stack, console, source, teacher)
         listeners = _listeners(args, stack, console, name)
         try:
-            stats = run_live(source, analyzer, outputs, listeners, duration=args.duration,
-                             analysis_fps=min(args.analysis_fps or ANALYSIS_FPS, args.fps))
+            run_live(source, analyzer, outputs, listeners, duration=args.duration,
+                     analysis_fps=min(args.analysis_fps or ANALYSIS_FPS, args.fps), stats=stats)
         except KeyboardInterrupt:
-            console.print("stopping: closing outputs")
-            stats = None
-    if stats:
-        console.print(f"live: {stats.line()}", highlight=False, soft_wrap=True)
-    _summary(args, console)
-    return 0
+            stopped = True
+    return _finish(args, console, stopped, f"live: {stats.line()}")
 
 
 def _screen_source(args, console: Console, fps: float):
@@ -446,9 +575,10 @@ def cmd_check(args, console: Console) -> int:
     from fer_overlay.draw import Annotator
     from fer_overlay.errors import SourceError
     from fer_overlay.sinks import ImageFileSink
-    from fer_overlay.sources import ImageSource
+    from fer_overlay.sources import IMAGE_SUFFIXES, ImageSource
 
-    sink = ImageFileSink(args.out)   # a bad --out fails before anything is grabbed
+    _check_outputs(args, IMAGE_SUFFIXES)   # a bad output fails before anything is grabbed
+    sink = ImageFileSink(args.out)
     _confirm_notice(args, console)
     analyzer = _analyzer(args, console)
     source, name = (ImageSource(args.image), str(args.image)) if args.image else _screen_source(args, console, 1.0)

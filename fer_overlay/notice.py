@@ -10,6 +10,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+RETENTION = 30 * 86400.0
+"""Default seconds a recorded session is kept: the chat notice promises it, and every run with
+``--record`` deletes the sessions older than it (``--retention`` changes both)."""
+
 LEGAL_NOTICE = """\
 Before you analyse students' faces
 - EU AI Act, Article 5(1)(f), in force since 2 February 2025: AI systems that infer the
@@ -35,10 +39,22 @@ to help me notice when the class is lost or tired.
 Questions: ask me any time."""
 
 
-def chat_notice(record: bool = False) -> str:
-    kept = ("Per-second numbers (expression shares) are kept for my after-class report and "
-            "deleted after 30 days." if record else "Nothing is kept after the session.")
+def chat_notice(record: bool = False, retention: float = RETENTION) -> str:
+    kept = ("Per-second numbers (expression shares) are kept for my after-class report; sessions older "
+            f"than {human_duration(retention)} are deleted when I next record."
+            if record else "Nothing is kept after the session.")
     return CHAT_NOTICE.format(kept=kept)
+
+
+def human_duration(seconds: float) -> str:
+    """``2592000`` -> ``30 days``, ``5400`` -> ``90 minutes``: the largest unit that divides evenly."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            seconds, name = seconds // size, unit
+            break
+    else:
+        name = "second"
+    return f"{seconds:g} {name}{'' if seconds == 1 else 's'}"
 
 
 def acknowledgement_file() -> Path:

@@ -201,19 +201,24 @@ def _emit(image: np.ndarray, result: FrameResult | None, outputs: Sequence[Outpu
 
 def run_offline(source: Iterable[Frame], analyzer: Analyzer, outputs: Sequence[Output],
                 listeners: Sequence[Listener] = (), *, clock: Callable[[], float] = time.perf_counter,
-                on_frame: Callable[[], None] | None = None) -> RunStats:
-    """Analyse every frame in order (files: the output has exactly the input's frames)."""
-    stats, meter, start = RunStats(), _RateMeter(clock), clock()
-    for frame in source:
-        result = dataclasses.replace(analyzer.analyze(frame), fps=meter.tick())
-        for listener in listeners:
-            listener(result)
-        _emit(frame.image, result, outputs)
-        stats.frames += 1
-        stats.analysed += 1
-        if on_frame:
-            on_frame()
-    stats.seconds = clock() - start
+                on_frame: Callable[[], None] | None = None, stats: RunStats | None = None) -> RunStats:
+    """Analyse every frame in order (files: the output has exactly the input's frames).
+
+    ``stats`` is filled in as the run goes, so a caller stopped by Ctrl-C still has the counts.
+    """
+    stats, meter, start = stats or RunStats(), _RateMeter(clock), clock()
+    try:
+        for frame in source:
+            result = dataclasses.replace(analyzer.analyze(frame), fps=meter.tick())
+            for listener in listeners:
+                listener(result)
+            stats.analysed += 1   # counted as it happens: after a stop the counts match the files
+            _emit(frame.image, result, outputs)
+            stats.frames += 1
+            if on_frame:
+                on_frame()
+    finally:
+        stats.seconds = clock() - start
     return stats
 
 
@@ -259,7 +264,8 @@ class _Mailbox:
 def run_live(source: Iterable[Frame], analyzer: Analyzer, outputs: Sequence[Output],
              listeners: Sequence[Listener] = (), *, clock: Callable[[], float] = time.perf_counter,
              stop: threading.Event | None = None, duration: float | None = None,
-             analysis_fps: float | None = ANALYSIS_FPS, join_seconds: float = JOIN_SECONDS) -> RunStats:
+             analysis_fps: float | None = ANALYSIS_FPS, join_seconds: float = JOIN_SECONDS,
+             stats: RunStats | None = None) -> RunStats:
     """Feed every source frame to the outputs; analyse the newest frame ``analysis_fps`` times a second.
 
     The analysis rate is its own because expressions change over seconds while the feed must
@@ -272,7 +278,7 @@ def run_live(source: Iterable[Frame], analyzer: Analyzer, outputs: Sequence[Outp
     frame in analysis is then waited for (``join_seconds`` at most, else counted unfinished).
     Ctrl-C ends the loop; the caller closes sinks.
     """
-    stats, meter, start = RunStats(), _RateMeter(clock), clock()
+    stats, meter, start = stats or RunStats(), _RateMeter(clock), clock()   # filled in as it goes (see run_offline)
     stop = stop or threading.Event()
     mailbox, results = _Mailbox(), queue.SimpleQueue()
     period = 1.0 / analysis_fps if analysis_fps else 0.0

@@ -177,7 +177,7 @@ def test_check_needs_the_notice_accepted_and_writes_nothing_before(screenshot, t
 
 @pytest.mark.parametrize("args, message", [
     (["missing.png"], "error: image missing.png: not found; give a PNG or JPEG file"),
-    (["{shot}", "--out", "check.xyz"], "error: cannot write images of type '.xyz'; use .png or .jpg"),
+    (["{shot}", "--out", "check.xyz"], "error: --out check.xyz: cannot write .xyz files; use .bmp, .jpeg, .jpg, .png"),
     (["{shot}", "--model", "{broken}"], "is corrupt"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, screenshot, tmp_path, config_home, capsys):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -156,9 +157,34 @@ def test_a_stop_signal_keeps_everything_written(stop, gallery_video, tmp_path):
     with sqlite3.connect(db) as con:
         assert con.execute("select ended_at is not null from sessions").fetchall() == [(1,)]
     lines = jsonl.read_text().splitlines()
+    # the stop convention (README "Use"): what was done, then the record's summary, exit 130
+    done = re.search(rf"^stopped: analysed (\d+) frame\(s\) in [\d.]+ s; annotated output: {out}$", stderr, re.M)
+    assert done and int(done[1]) == len(lines), stderr
+    assert re.search(r"^Session 1: \d\d:\d\d recorded, \d+ students$", stderr, re.M), stderr
     assert all(json.loads(line)["frame_index"] == i for i, line in enumerate(lines))
     frames, size = count_frames(out)
     assert size == (1280, 720) and frames >= len(lines) - 1 and frames > 0
+
+
+def test_live_stopped_ends_like_analyze(xvfb, config_home, tmp_path):
+    """Ctrl-C in ``live`` (its usual end): outputs closed, the same kind of summary as analyze, exit 130."""
+    jsonl, db = tmp_path / "live.jsonl", tmp_path / "class.db"
+    process = subprocess.Popen([sys.executable, "-m", "fer_overlay.cli", "live", "--region", "0,0,640,360",
+                                "--fps", "5", "--no-ocr", "--no-table", "--accept-notice", "--json", str(jsonl),
+                                "--record", str(db)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "DISPLAY": xvfb, "XDG_CONFIG_HOME": str(config_home)})
+    deadline = time.time() + 120
+    while not (jsonl.exists() and jsonl.read_text().count("\n") >= 2):
+        assert time.time() < deadline and process.poll() is None, process.stderr.read() if process.poll() else ""
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr
+    done = re.search(r"^stopped: live: (\d+) frames out: (\d+) analysed", stderr, re.M)
+    assert done and int(done[2]) == len(jsonl.read_text().splitlines()) and int(done[1]) >= int(done[2]), stderr
+    assert re.search(r"^Session 1: \d\d:\d\d recorded, \d+ students$", stderr, re.M), stderr
+    with sqlite3.connect(db) as con:
+        assert con.execute("select ended_at is not null from sessions").fetchall() == [(1,)]
 
 
 def test_demo_runs_headless(tmp_path):
@@ -190,7 +216,7 @@ def test_demo_record_then_report(tmp_path, capsys):
     assert "00:03 recorded, 25 students" in summary and "Flagged:" in summary
     assert main(["report", str(db), "--out", str(report), "--csv", str(tmp_path / "c.csv")]) == 0
     html = (report / "index.html").read_text()
-    assert "mood.png" in html and (report / "mood.png").stat().st_size > 10_000
+    assert html.count('src="data:image/png;base64,') == 2 and len(html) > 20_000   # plots inside the one file
     assert len((tmp_path / "c.csv").read_text().splitlines()) == 1 + 3 * 25   # header + seconds x students
 
 
