@@ -220,18 +220,6 @@ def test_demo_record_then_report(tmp_path, capsys):
     assert len((tmp_path / "c.csv").read_text().splitlines()) == 1 + 3 * 25   # header + seconds x students
 
 
-def test_retention_reminder(tmp_path, capsys):
-    db = tmp_path / "class.db"
-    assert main(["demo", "--seconds", "1", "--out", str(tmp_path / "d.mp4"), "--no-table", "--record", str(db)]) == 0
-    with sqlite3.connect(db) as con:
-        con.execute("UPDATE sessions SET started_at = started_at - 40 * 86400")
-    capsys.readouterr()
-    assert main(["demo", "--seconds", "1", "--out", str(tmp_path / "d.mp4"), "--no-table", "--record", str(db)]) == 0
-    assert "1 session(s) older than 30d" in capsys.readouterr().err
-    assert main(["purge", str(db), "--older-than", "30d"]) == 0
-    assert "removed 1 session(s)" in capsys.readouterr().err
-
-
 @pytest.mark.parametrize("count", [0, 60])
 def test_zero_and_sixty_faces_are_normal(count, demo_faces, tmp_path):
     """An empty gallery and a 60-tile one (8x8, partial last row) analyse without complaint."""
