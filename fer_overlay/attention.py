@@ -361,19 +361,21 @@ def banner_texts(result: FrameResult, mood_counts: list, mood_summary: str,
 
 
 def add_attention_columns(table: Table, students: Sequence[Student]) -> None:
-    """The live table's attention columns beside the emotion ones (``--signals both``: every row has attention)."""
+    """One attention column beside the emotion ones (``--signals both``: every row has attention).
+
+    One narrow column, so the emotion table still fits an 80-column terminal whole.
+    """
     if any(s.attention is not None for s in students):
-        for header in TABLE_HEADERS:
-            table.add_column(header, no_wrap=True)
+        table.add_column("Attention", no_wrap=True)
 
 
 def attention_cells(student: Student) -> tuple:
-    """The row's cells under ``TABLE_HEADERS``; none for a run without attention signals."""
+    """The row's attention cell: ``looking``, ``away 40s`` (away in the last minute), ``⚑`` when flagged."""
     a = student.attention
     if a is None:
         return ()
-    state, away, gone = table_cells(student)
-    return (Text(state, style="bold red" if a.flagged else STATE_STYLES[a.state]), away, gone)
+    text = STATE_LABELS[a.state] + (f" {format_seconds(a.away_seconds)}" if a.away_seconds >= 1 else "")
+    return (Text(("⚑ " if a.flagged else "") + text, style="bold red" if a.flagged else STATE_STYLES[a.state]),)
 
 
 def attention_table(result: FrameResult) -> Group:
@@ -390,7 +392,10 @@ def attention_table(result: FrameResult) -> Group:
     for header in TABLE_HEADERS:
         table.add_column(header, no_wrap=True)
     for student in result.students:
-        table.add_row(student.id, *attention_cells(student), style="dim" if student.status != "present" else None)
+        a = student.attention
+        state, away, gone = table_cells(student)
+        cell = Text(state, style="bold red" if a and a.flagged else STATE_STYLES.get(a.state, "") if a else "")
+        table.add_row(student.id, cell, away, gone, style="dim" if student.status != "present" else None)
     caption = Text(f"analysis {result.fps:.1f} fps · {result.dropped} dropped frames · frame {result.frame_index}"
                    " · no emotion is inferred", style="dim")
     return Group(title, table, caption)
