@@ -617,15 +617,16 @@ def _live_outputs(args, stack, console, source, teacher):
     from fer_overlay.draw import Annotator
     from fer_overlay.sinks import MjpegSink, PreviewSink, VideoFileSink, VirtualCameraSink
     width, height = source.size
+    feed = Annotator(args.feed_mode)   # what everyone in the meeting may see: one annotation for all shared outputs
     outputs = []
     if args.virtual_cam:
         what = {"aggregate": " shows only the class mood, no per-student marks",
-                "blur": " blurs faces but shows each student's label",
+                "blur": " pixelates the whole picture, tile by tile, and labels each face found",
                 "full": " shows every student's face box and emotion label"}[args.feed_mode]
         console.print(SHARED_FEED_WARNING.format(mode=args.feed_mode, what=what), highlight=False)
-        sink = VirtualCameraSink(width, height, args.fps)
+        sink = VirtualCameraSink(*feed.output_size((width, height)), args.fps)   # the banner strip included
         stack.callback(sink.close)
-        outputs.append((Annotator(args.feed_mode), sink))
+        outputs.append((feed, sink))
     if args.preview:
         sink = PreviewSink("fer-overlay (teacher preview)")
         stack.callback(sink.close)
@@ -637,10 +638,11 @@ def _live_outputs(args, stack, console, source, teacher):
                           f"computers; it uses feed mode '{args.feed_mode}'")
         sink = MjpegSink(args.mjpeg, host=args.bind)
         stack.callback(sink.close)
-        outputs.append((Annotator(args.feed_mode) if shared else teacher, sink))
+        outputs.append((feed if shared else teacher, sink))
         console.print(f"MJPEG feed: http://{args.bind}:{sink.port}/")
     if args.out:
-        sink = VideoFileSink(args.out, args.fps)
+        sink = VideoFileSink(args.out, args.fps, teacher.output_size((width, height)),
+                             notify=lambda message: console.print(message, highlight=False, soft_wrap=True))
         stack.callback(sink.close)
         outputs.append((teacher, sink))
     return outputs

@@ -7,9 +7,11 @@ The analysis functions are pure; ``write_report`` only draws and formats their o
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import csv
 import html
+import io
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -281,21 +283,32 @@ def find_moments(session: Session) -> tuple[Moment, ...]:
     return tuple(sorted(negative_moments(session) + absent_moments(session), key=lambda m: m.second))
 
 
-def minute_dominant(session: Session) -> np.ndarray:
-    """(S, M) most frequent emotion per student per minute; ``len(EMOTIONS)`` where no face."""
+def heatmap_step(seconds: int) -> int:
+    """Seconds per heatmap column for a session ``seconds`` long: a minute for a lecture, finer for
+    a short session (a 20-s test run gets 20 one-second columns, not one minute-wide one)."""
+    return next((step for step in (1, 2, 5, 10, 15, 30) if seconds <= 60 * step), 60)
+
+
+def dominant(session: Session, step: int = 60) -> np.ndarray:
+    """(S, C) most frequent emotion per student per ``step`` seconds; ``len(EMOTIONS)`` where no face."""
     label = labels(session)
-    minutes = -(-len(label) // 60)
-    padded = np.full((minutes * 60, label.shape[1]), -1, dtype=np.int8)
+    columns = -(-len(label) // step)
+    padded = np.full((columns * step, label.shape[1]), -1, dtype=np.int8)
     padded[:len(label)] = label
-    counts = (padded.reshape(minutes, 60, -1)[..., None] == np.arange(len(EMOTIONS))).sum(axis=1)   # (M, S, 7)
+    counts = (padded.reshape(columns, step, -1)[..., None] == np.arange(len(EMOTIONS))).sum(axis=1)   # (C, S, 7)
     return np.where(counts.sum(axis=-1) > 0, np.argmax(counts, axis=-1), len(EMOTIONS)).T
+
+
+def time_axis(seconds: float) -> tuple[float, str]:
+    """(seconds per axis unit, axis label) for a plot over a session ``seconds`` long."""
+    return (1.0, "seconds from start") if seconds < 120 else (60.0, "minutes from start")
 
 
 # --- output ----------------------------------------------------------------------------------
 
 def write_report(session: Session, out_dir: str | Path, rules: FlagRule = FlagRule(), *,
                  console: Console | None = None) -> Path:
-    """Write ``index.html`` and its PNG plots into ``out_dir``; returns the HTML path."""
+    """Write ``index.html`` into ``out_dir``, its plots inside it (one file to keep or send); returns its path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with _progress(console, 4) as step:
@@ -303,12 +316,12 @@ def write_report(session: Session, out_dir: str | Path, rules: FlagRule = FlagRu
         summaries = student_summaries(session, rules)
         moments = find_moments(session)
         step("class mood plot")
-        _plot_mood(session, out / "mood.png")
+        mood = png_uri(_plot_mood(session))
         step("student heatmap")
-        heatmap = _plot_heatmap(session, out / "students.png") if len(session.students) else None
+        heatmap = png_uri(_plot_heatmap(session)) if len(session.students) else None
         step("html")
         index = out / "index.html"
-        index.write_text(_html(session, rules, summaries, moments, heatmap), encoding="utf-8")
+        index.write_text(_html(session, rules, summaries, moments, mood, heatmap), encoding="utf-8")
     return index
 
 
@@ -342,39 +355,57 @@ def _progress(console: Console | None, total: int) -> Iterator[Callable[[str], N
         progress.update(task, completed=total)
 
 
-def _plot_mood(session: Session, path: Path) -> None:
+def png_uri(figure: Figure) -> str:
+    """The figure as a ``data:`` URI for an ``<img src>``: the report stays one self-contained file."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _plot_mood(session: Session) -> Figure:
     figure = Figure(figsize=(11, 3.6), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    minutes = session.seconds / 60
+    unit, label = time_axis(len(session.seconds))
     mood = np.nan_to_num(class_mood(session))
+    # Second s covers [s, s + 1): the last second's shares run on to the end of the session.
+    times = np.append(session.seconds, len(session.seconds)) / unit
+    mood = np.vstack([mood, mood[-1:]]) if len(mood) else mood
     if mood.any():
         order = [EMOTIONS.index(e) for e in _STACK]
-        axes.stackplot(minutes, mood[:, order].T, labels=_STACK, colors=[EMOTION_COLORS[e] for e in _STACK],
+        axes.stackplot(times, mood[:, order].T, labels=_STACK, colors=[EMOTION_COLORS[e] for e in _STACK],
                        linewidth=0)
         handles, names = axes.get_legend_handles_labels()
         axes.legend(handles[::-1], names[::-1], loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     else:
         axes.text(0.5, 0.5, "no faces recorded", ha="center", va="center", transform=axes.transAxes)
-    axes.set(xlim=(0, max(minutes[-1] if len(minutes) else 0, 1 / 60)), ylim=(0, 1),
-             xlabel="minutes from start", ylabel="share of faces", title="Class mood (10 s smoothing)")
+    # The axis spans the session (seconds 0..T): a 20-s session reads 0-20 s, not 0-1 min.
+    axes.set(xlim=(0, max(len(session.seconds), 1) / unit), ylim=(0, 1),
+             xlabel=label, ylabel="share of faces", title="Class mood (10 s smoothing)")
     axes.yaxis.set_major_formatter(lambda value, _: f"{value:.0%}")
-    figure.savefig(path)
+    return figure
 
 
-def _plot_heatmap(session: Session, path: Path) -> Path:
-    dominant = minute_dominant(session)
+def _plot_heatmap(session: Session) -> Figure:
+    length = len(session.seconds)
+    step = heatmap_step(length)
+    cells = dominant(session, step)
+    unit, label = time_axis(length)
     students = len(session.students)
-    figure = Figure(figsize=(11, 1.2 + 0.28 * students), dpi=100, layout="constrained")
+    figure = Figure(figsize=(11, 1.6 + 0.28 * students), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     colours = ListedColormap([EMOTION_COLORS[e] for e in EMOTIONS] + [NO_FACE_COLOR])
-    axes.imshow(dominant, cmap=colours, vmin=-0.5, vmax=len(EMOTIONS) + 0.5, aspect="auto",
-                interpolation="nearest", extent=(0, dominant.shape[1], students - 0.5, -0.5))
+    image = axes.imshow(cells, cmap=colours, vmin=-0.5, vmax=len(EMOTIONS) + 0.5, aspect="auto",
+                        interpolation="nearest", extent=(0, cells.shape[1] * step / unit, students - 0.5, -0.5))
+    legend = figure.colorbar(image, ax=axes, ticks=range(len(EMOTIONS) + 1), fraction=0.03, pad=0.01)
+    legend.ax.set_yticklabels([*EMOTIONS, "no face"], fontsize=8)
+    legend.ax.invert_yaxis()   # angry at the top, "no face" at the bottom: the order people read
     axes.set_yticks(range(students), [str(name) for name in session.students], fontsize=8)
-    axes.set(xlabel="minutes from start", title="Dominant emotion per student per minute (black: no face)")
-    figure.savefig(path)
-    return path
+    every = "minute" if step == 60 else "second" if step == 1 else f"{step} s"
+    # The last column is cut at the session's end: the axis spans exactly the recording.
+    axes.set(xlim=(0, max(length, 1) / unit), xlabel=label, title=f"Dominant emotion per student per {every}")
+    return figure
 
 
 _CSS = """
@@ -392,7 +423,8 @@ tr.flagged { background: #fff3e0; }
 
 
 def _html(session: Session, rules: FlagRule, summaries: tuple[StudentSummary, ...], moments: tuple[Moment, ...],
-          heatmap: Path | None) -> str:
+          mood: str, heatmap: str | None) -> str:
+    """The page; ``mood`` and ``heatmap`` are the plots' ``data:`` URIs (no heatmap without students)."""
     esc = html.escape
     title = session.name or f"Session {session.id}"
     started = time.strftime("%Y-%m-%d %H:%M", time.localtime(session.started_at))
@@ -408,7 +440,7 @@ def _html(session: Session, rules: FlagRule, summaries: tuple[StudentSummary, ..
         notes.append("Recorded with --aggregate-only: class-level numbers only, no per-student rows.")
     parts = [f"<h1>{esc(title)}</h1>", f'<p class="meta">{esc(meta)}</p>']
     parts += [f'<p class="note">{esc(note)}</p>' for note in notes]
-    parts += ["<h2>Class mood</h2>", '<img src="mood.png" alt="class mood over time, stacked by emotion">',
+    parts += ["<h2>Class mood</h2>", f'<img src="{mood}" alt="class mood over time, stacked by emotion">',
               '<p>' + " ".join(f'<span class="swatch" style="background:{EMOTION_COLORS[e]}"></span>{e}'
                                for e in _STACK) + "</p>"]
     parts.append("<h2>Moments</h2>")
@@ -418,7 +450,7 @@ def _html(session: Session, rules: FlagRule, summaries: tuple[StudentSummary, ..
     else:
         parts.append("<p>No sharp rise of negative expressions and no mass absence.</p>")
     if heatmap is not None:
-        parts += ["<h2>Students</h2>", f'<img src="{heatmap.name}" alt="dominant emotion per student per minute">',
+        parts += ["<h2>Students</h2>", f'<img src="{heatmap}" alt="dominant emotion per student over time">',
                   _student_table(summaries)]
     parts.append(f'<p class="meta">Flags: negative emotion in at least {rules.negative:.0%} of a '
                  f"{rules.for_seconds:g} s window; no face for more than {rules.absent_seconds:g} s. "

@@ -7,22 +7,25 @@ fakes can stand in for a camera.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import functools
 import json
 import os
 import sys
+import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import cv2
 import numpy as np
 
+from .attention import json_view
 from .core import EMOTIONS, Face, FrameResult
 from .errors import SinkError
 
-from .attention import json_view
 
 class Sink(Protocol):
     """Where annotated frames go. ``result`` is None for frames that were not analysed."""
@@ -101,28 +104,77 @@ class VirtualCameraSink:
             self._camera = None
 
 
-class VideoFileSink:
-    """Records frames to a video file (mp4v).
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 for a moment: FFmpeg's C code logs a failed encoder there,
+    out of Python's and OpenCV's reach (a missing H.264 encoder is not the user's problem)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
-    The writer opens on the first frame because only then is the frame size known;
-    later frames of another size are resized, since VideoWriter silently drops them.
+
+@functools.lru_cache(maxsize=None)
+def h264_writable() -> bool:
+    """Whether this OpenCV/FFmpeg build writes H.264 (``avc1``) MP4, tried once per process on
+    a tiny file in a temporary folder. The opencv-python wheels ship FFmpeg without an H.264
+    encoder (only a hardware one that needs a device), so the answer is often no."""
+    with tempfile.TemporaryDirectory() as folder, _quiet_stderr():
+        path = os.path.join(folder, "probe.mp4")
+        writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"avc1"), 10, (64, 48))
+        opened = writer.isOpened()
+        for _ in range(2 if opened else 0):
+            writer.write(np.zeros((48, 64, 3), np.uint8))
+        writer.release()
+        return opened and os.path.getsize(path) > 0
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class VideoFileSink:
+    """Records frames to a video file: H.264 (``avc1``, what browsers play) where this OpenCV
+    build can write it, else MPEG-4 Part 2 (``mp4v``), said in one line when the sink is made.
+
+    The writer opens on the first frame because only then is the frame size known (unless
+    ``size`` gives it); later frames of another size are fitted into it, since VideoWriter
+    silently drops them. An odd width or height gets one black row or column: encoders need
+    even sizes and would otherwise crop. ``h264`` is the probe (injectable for tests).
     """
 
-    def __init__(self, path: str | os.PathLike[str], fps: float) -> None:
+    def __init__(self, path: str | os.PathLike[str], fps: float, size: tuple[int, int] | None = None, *,
+                 h264: Callable[[], bool] = h264_writable, notify: Callable[[str], None] = _say) -> None:
         self.path = Path(path)
         self.fps = fps
+        self.codec = "avc1" if h264() else "mp4v"
+        if self.codec != "avc1":
+            notify(f"video {self.path}: this OpenCV build cannot write H.264 (avc1), so it is MPEG-4 Part 2 "
+                   "(mp4v): VLC plays it, web browsers do not")
         self._writer: cv2.VideoWriter | None = None
-        self._size: tuple[int, int] | None = None
+        self._size = size
 
     def write(self, image: np.ndarray, result: FrameResult | None) -> None:
         if self._writer is None:
-            self._size = (image.shape[1], image.shape[0])
-            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self._size)
+            self._size = self._size or (image.shape[1], image.shape[0])
+            width, height = self._size
+            even = (width + width % 2, height + height % 2)
+            with _quiet_stderr():
+                self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*self.codec), self.fps, even)
             if not self._writer.isOpened():
                 self._writer = None
                 raise SinkError(f"cannot write video {self.path}: check that the folder exists and the name ends in .mp4")
         assert self._size is not None
-        self._writer.write(_fit(image, self._size))
+        frame = _fit(image, self._size)
+        width, height = self._size
+        if width % 2 or height % 2:
+            frame = cv2.copyMakeBorder(frame, 0, height % 2, 0, width % 2, cv2.BORDER_CONSTANT, value=0)
+        self._writer.write(frame)
 
     def close(self) -> None:
         """Release the writer; only then is the file's index written and the file playable."""
@@ -325,6 +377,7 @@ def result_to_dict(result: FrameResult) -> dict[str, Any]:
             "negative": round(mood.negative, 4),
         },
     }
+    return json_view(result, record)   # head pose and attention added; no emotion key with --signals attention
 
 
 class JsonLinesSink:
@@ -349,4 +402,3 @@ class JsonLinesSink:
 
     def close(self) -> None:
         self._file.close()
-    return json_view(result, record)   # head pose and attention added; no emotion key with --signals attention

@@ -13,6 +13,7 @@ import cv2
 import pytest
 
 from fer_overlay.cli import main
+from fer_overlay.draw import banner_height
 from fer_overlay.gallery import compose_gallery
 from tests.conftest import REPO
 
@@ -52,7 +53,7 @@ def test_analyze_video_end_to_end(gallery_video, tmp_path):
     video, gallery = gallery_video
     out, jsonl = tmp_path / "annotated.mp4", tmp_path / "faces.jsonl"
     assert main(["analyze", str(video), "--out", str(out), "--json", str(jsonl), "--no-table", "--no-ocr"]) == 0
-    assert count_frames(out) == (FRAMES, (1280, 720))
+    assert count_frames(out) == (FRAMES, (1280, 720 + banner_height(720)))   # the class-mood strip on top
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert [r["frame_index"] for r in records] == list(range(FRAMES))
     with_face = {f"r{t.row + 1}c{t.col + 1}" for t, b in zip(gallery.tiles, gallery.face_boxes) if b is not None}
@@ -73,7 +74,7 @@ def test_analyze_screenshot_writes_one_json_object(gallery_video, tmp_path):
     cv2.imwrite(str(shot), gallery.image)
     assert main(["analyze", str(shot), "--out", str(out), "--json", str(js), "--no-table"]) == 0
     record = json.loads(js.read_text())
-    assert len(record["faces"]) == 7 and cv2.imread(str(out)).shape == (720, 1280, 3)
+    assert len(record["faces"]) == 7 and cv2.imread(str(out)).shape == (720 + banner_height(720), 1280, 3)
 
 
 def run_cli(*args, env=None, timeout=120):
@@ -163,7 +164,7 @@ def test_a_stop_signal_keeps_everything_written(stop, gallery_video, tmp_path):
     assert re.search(r"^Session 1: \d\d:\d\d recorded, \d+ students$", stderr, re.M), stderr
     assert all(json.loads(line)["frame_index"] == i for i, line in enumerate(lines))
     frames, size = count_frames(out)
-    assert size == (1280, 720) and frames >= len(lines) - 1 and frames > 0
+    assert size == (1280, 720 + banner_height(720)) and frames >= len(lines) - 1 and frames > 0
 
 
 def test_live_stopped_ends_like_analyze(xvfb, config_home, tmp_path):
@@ -190,7 +191,7 @@ def test_live_stopped_ends_like_analyze(xvfb, config_home, tmp_path):
 def test_demo_runs_headless(tmp_path):
     out = tmp_path / "demo.mp4"
     assert main(["demo", "--seconds", "2", "--out", str(out), "--no-table"]) == 0
-    assert count_frames(out) == (20, (1280, 720))
+    assert count_frames(out) == (20, (1280, 720 + banner_height(720)))
 
 
 def test_a_minute_of_the_demo_records_one_row_per_participant(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import re
@@ -14,6 +15,8 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from fer_overlay import report
+from fer_overlay.cli import main
 from fer_overlay.core import EMOTIONS
 from fer_overlay.record import SCHEMA_VERSION, Recorder, RecordError, connect
 from fer_overlay.report import (EMOTION_COLORS, NO_FACE, PRESENT, Flag, FlagRule, find_moments, load_session,
@@ -70,9 +73,9 @@ def test_report_and_csv(lecture, tmp_path):
     index = write_report(session, tmp_path / "report", RULES, console=Console(file=io.StringIO(), force_terminal=True))
     page = index.read_text()
     images = re.findall(r'<img src="([^"]+)"', page)
-    assert images == ["mood.png", "students.png"]
-    for name in images:
-        image = cv2.imread(str(index.parent / name))
+    assert len(images) == 2 and [p.name for p in index.parent.iterdir()] == ["index.html"]
+    for uri in images:   # the plots are inside the page
+        image = decode(uri)
         assert image is not None and image.std() > 10
     for text in ("01:00", "02:00", "negative 02:00–03:30", "no face 01:00–02:00", "30%"):
         assert text in page
@@ -84,6 +87,41 @@ def test_report_and_csv(lecture, tmp_path):
     by_key = {(r[0], r[2]): r for r in rows[1:]}
     assert by_key[("90", "r1c2")][3:] == ["no_face"] + [""] * len(EMOTIONS)
     assert by_key[("150", "r1c1")][1] == "02:30" and float(by_key[("150", "r1c1")][4 + EMOTIONS.index("sad")]) > 0.5
+
+
+def decode(uri: str) -> np.ndarray | None:
+    prefix = "data:image/png;base64,"
+    assert uri.startswith(prefix), uri[:40]
+    return cv2.imdecode(np.frombuffer(base64.b64decode(uri[len(prefix):]), np.uint8), cv2.IMREAD_COLOR)
+
+
+@pytest.mark.parametrize("seconds, extent, unit, columns, every", [(20, 20, "seconds", 20, "second"),
+                                                                   (SECONDS, SECONDS / 60, "minutes", 60, "5 s")])
+def test_the_report_is_one_file_whose_time_axes_span_the_session(tmp_path, monkeypatch, seconds, extent, unit,
+                                                                 columns, every):
+    """Issue 11 item 21, through 'fer-overlay report': the plots are data URIs in the one HTML file
+    (nothing else written, no external reference); a 20-s session's axes run 0-20 s, not 0-1 min;
+    the heatmap has a colour legend naming every emotion and "no face"."""
+    db, out = tmp_path / "session.db", tmp_path / "report"
+    record_lecture(db, seconds=seconds)
+    figures = []
+    png_uri = report.png_uri
+    monkeypatch.setattr(report, "png_uri", lambda figure: figures.append(figure) or png_uri(figure))
+    assert main(["report", str(db), "--out", str(out)]) == 0
+    assert [p.name for p in out.iterdir()] == ["index.html"]
+    page = (out / "index.html").read_text()
+    sources = re.findall(r'(?:src|href)\s*=\s*"([^"]*)"', page)
+    assert len(sources) == 2 and all(decode(s) is not None for s in sources)
+    assert "url(" not in page and "@import" not in page
+    mood, heatmap = figures
+    for figure in figures:
+        axes = figure.axes[0]
+        assert axes.get_xlim() == pytest.approx((0, extent)) and axes.get_xlabel() == f"{unit} from start"
+    legend = heatmap.axes[1]   # the colorbar
+    assert [t.get_text() for t in legend.get_yticklabels()] == [*EMOTIONS, "no face"]
+    assert heatmap.axes[0].get_images()[0].get_array().shape[1] == columns   # finer columns for short sessions
+    assert heatmap.axes[0].get_title() == f"Dominant emotion per student per {every}"
+    assert report.heatmap_step(45 * 60) == 60   # a lecture: a column a minute
 
 
 @pytest.mark.parametrize("content, message", [

@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from fer_overlay.sinks import (
     Sink,
     VideoFileSink,
     VirtualCameraSink,
+    h264_writable,
     result_to_dict,
 )
 
@@ -148,6 +150,74 @@ def test_video_file_has_every_frame_at_the_first_frames_size(tmp_path: Path) -> 
     assert len(frames) == 12
     assert {f.shape for f in frames} == {(240, 320, 3)}
     assert abs(int(frames[11][120, 160, 2]) - 220) < 20
+
+
+def fourcc(path: Path) -> tuple[str, int]:
+    """The codec a video file reports (cv2.CAP_PROP_FOURCC) and how many frames it has."""
+    capture = cv2.VideoCapture(str(path))
+    code = int(capture.get(cv2.CAP_PROP_FOURCC)) & 0xFFFFFFFF
+    frames = 0
+    while capture.read()[0]:
+        frames += 1
+    capture.release()
+    return code.to_bytes(4, "little").decode("latin-1"), frames
+
+
+def test_video_is_h264_where_this_build_writes_it_else_mp4v_said_in_one_line(tmp_path: Path) -> None:
+    """Issue 11 item 18: browsers play H.264 (avc1), not mp4v. The pip OpenCV has no H.264 encoder,
+    so here the fallback is what runs: the file still plays (VLC, OpenCV) and the line says so."""
+    messages: list[str] = []
+    sink = VideoFileSink(tmp_path / "out.mp4", 10, notify=messages.append)
+    for i in range(5):
+        sink.write(solid(160, 120, (0, 0, 50 * i)), None)
+    sink.close()
+    codec, frames = fourcc(tmp_path / "out.mp4")
+    assert frames == 5
+    if h264_writable():
+        assert sink.codec == "avc1" and codec.lower() in ("avc1", "h264") and messages == []
+    else:
+        assert sink.codec == "mp4v" and codec in ("FMP4", "mp4v")   # FFmpeg reports MPEG-4 Part 2 as FMP4
+        assert len(messages) == 1 and "\n" not in messages[0]
+        assert "mp4v" in messages[0] and "H.264" in messages[0] and "out.mp4" in messages[0]
+
+
+def test_the_codec_follows_the_probe_and_the_fallback_line_goes_to_stderr(tmp_path: Path, capsys) -> None:
+    with_h264 = VideoFileSink(tmp_path / "a.mp4", 10, h264=lambda: True)
+    assert with_h264.codec == "avc1" and capsys.readouterr().err == ""
+    without = VideoFileSink(tmp_path / "b.mp4", 10, h264=lambda: False)
+    assert without.codec == "mp4v"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "mp4v" in err and "b.mp4" in err
+    without.write(solid(64, 48, BLUE), None)
+    without.close()
+    assert fourcc(tmp_path / "b.mp4") == ("FMP4", 1)
+
+
+def test_the_probe_runs_once_quietly_and_leaves_nothing(tmp_path: Path, capfd, monkeypatch) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    tempfile.tempdir = None   # read TMPDIR again
+    h264_writable.cache_clear()
+    try:
+        first = h264_writable()
+        assert h264_writable() is first and h264_writable.cache_info().hits >= 1
+    finally:
+        tempfile.tempdir = None
+    assert list(tmp_path.iterdir()) == []
+    assert capfd.readouterr().err == ""   # FFmpeg's "could not open codec" lines silenced
+
+
+def test_an_odd_frame_size_is_padded_not_cropped(tmp_path: Path) -> None:
+    sink = VideoFileSink(tmp_path / "odd.mp4", 10, notify=lambda message: None)
+    frame = solid(101, 75, (0, 0, 0))
+    frame[:, -1] = frame[-1] = 255   # the last column and row: encoders need even sizes and would drop them
+    for _ in range(3):
+        sink.write(frame, None)
+    sink.close()
+    capture = cv2.VideoCapture(str(tmp_path / "odd.mp4"))
+    ok, read = capture.read()
+    capture.release()
+    assert ok and read.shape == (76, 102, 3)
+    assert read[40, 100].min() > 150 and read[74, 50].min() > 150 and read[40, 50].max() < 60
 
 
 def test_video_file_that_cannot_open_is_a_sink_error(tmp_path: Path) -> None:

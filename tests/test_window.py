@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from fer_overlay.cli import main
-from fer_overlay.draw import STATE_COLORS
+from fer_overlay.draw import STATE_COLORS, banner_height
 from fer_overlay.errors import SourceError
 from fer_overlay.sources import WindowSource, desktop_windows, find_window
 from tests.conftest import REPO, start_service
@@ -308,7 +308,7 @@ def test_live_follows_a_resize_and_the_video_keeps_its_first_size(shown, gallery
         sizes.add(read[1].shape[:2])
         last_frame = read[1]
     capture.release()
-    assert sizes == {(540, 960)}
+    assert sizes == {(540 + banner_height(540), 960)}   # the class-mood strip above the first size
     pillar = (960 - 640) // 2   # 640x540 into 960x540 keeps its size, centred between black pillars
     assert last_frame[:, :pillar - 4].max() < 30 and last_frame[:, -pillar + 4:].max() < 30
     assert last_frame[:, pillar + 4:-pillar - 4].mean() > 30
