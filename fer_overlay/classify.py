@@ -31,21 +31,38 @@ def _litert_interpreter(path: Path, threads: int):
     return Interpreter(model_path=str(path), num_threads=threads)
 
 
+FLIP_BELOW = 0.6
+"""A face gets the mirrored second look only when its top probability is under this.
+
+Measured on FER2013 PrivateTest (``EmotionClassifier.load().predict``): plain 70.19%, flip on
+every face 71.44%, flip below 0.6 71.33% with 28.6% of the faces mirrored (below 0.85: 71.44%
+with 62.5%). The faces the network is sure of rarely change their answer in the mirror.
+"""
+
+
+def default_threads() -> int:
+    """Interpreter threads: half the machine's cores, 1 to 4; the meeting app needs the rest."""
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
 class EmotionClassifier:
     """``predict(uint8 (N, 48, 48)) -> float32 (N, 7)`` probabilities in ``EMOTIONS`` order.
 
-    ``flip_average`` adds the mirrored face and averages (test-time augmentation): +1.25
-    points on FER2013 PrivateTest (-0.1 on PublicTest) for twice the classifier's compute.
+    ``flip_average`` adds the mirrored face and averages (test-time augmentation) for the faces
+    whose top probability is under ``flip_below`` (1.0 or more: every face): +1.25 points on
+    FER2013 PrivateTest for every face (-0.1 on PublicTest), +1.14 for the unsure ones only
+    (see ``FLIP_BELOW``) at a third of the extra compute.
     """
 
-    def __init__(self, runner, flip_average: bool = True):
+    def __init__(self, runner, flip_average: bool = True, flip_below: float = FLIP_BELOW):
         self._run = runner
-        self.flip_average = flip_average
+        self.flip_average, self.flip_below = flip_average, flip_below
 
     @classmethod
     def load(cls, path: str | Path | None = None, *, flip_average: bool = True,
-             threads: int = 2) -> "EmotionClassifier":
+             threads: int | None = None, flip_below: float = FLIP_BELOW) -> "EmotionClassifier":
         """Load a ``.tflite`` (fast) or ``.keras`` model; default: the bundled one."""
+        threads = threads or default_threads()
         path = Path(path) if path else bundled(CLASSIFIER)
         if not path.is_file() and path.suffix == ".tflite" and path.with_suffix(".keras").is_file():
             path = path.with_suffix(".keras")
@@ -59,7 +76,7 @@ class EmotionClassifier:
         except Exception as exc:  # each backend raises its own types for a damaged file
             raise ModelError(f"emotion model {path} cannot be loaded ({type(exc).__name__}); "
                              f"the file is corrupt: reinstall fer-overlay or re-export it") from None
-        return cls(runner, flip_average)
+        return cls(runner, flip_average, flip_below)
 
     def predict(self, faces: np.ndarray) -> np.ndarray:
         x = to_model_input(faces)
@@ -67,8 +84,15 @@ class EmotionClassifier:
             return np.zeros((0, len(EMOTIONS)), np.float32)
         if not self.flip_average:
             return self._run(x)
-        both = self._run(np.concatenate([x, x[:, :, ::-1]]))
-        return (both[: len(x)] + both[len(x):]) / 2
+        if self.flip_below >= 1.0:
+            both = self._run(np.concatenate([x, x[:, :, ::-1]]))
+            return (both[: len(x)] + both[len(x):]) / 2
+        probabilities = np.array(self._run(x), np.float32)   # written below
+        unsure = probabilities.max(axis=1) < self.flip_below
+        if unsure.any():
+            mirrored = self._run(np.ascontiguousarray(x[unsure][:, :, ::-1]))
+            probabilities[unsure] = (probabilities[unsure] + mirrored) / 2
+        return probabilities
 
 
 @contextlib.contextmanager

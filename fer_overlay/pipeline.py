@@ -20,7 +20,7 @@ import numpy as np
 
 from fer_overlay.classify import EmotionClassifier
 from fer_overlay.config import Config
-from fer_overlay.core import Face, Frame, FrameResult, Tile
+from fer_overlay.core import Box, Face, Frame, FrameResult, Tile
 from fer_overlay.camera_off import is_camera_off
 from fer_overlay.detect import TILE_WIDTH, FaceDetector, TileFaces
 from fer_overlay.draw import Annotator, font_scale
@@ -51,6 +51,7 @@ class Analyzer:
         self.tiles = TileFinder()
         self.faces = TileFaces(detector, tile_width)
         self._opted_out: set[str] = set()   # tile keys where an excluded name was last read
+        self._classified: dict[Box, tuple[_Classified, ...]] = {}   # last frame's faces, by tile
 
     @classmethod
     def from_config(cls, config: Config, exclude: frozenset[str] = frozenset(),
@@ -87,7 +88,7 @@ class Analyzer:
             names = {t.key: names[t.key] for t in tiles if t.key in names}
         if self.pseudonyms:
             names = {key: self.pseudonyms(name) for key, name in names.items()}
-        faces = self.classify(gray, faces)
+        faces = self.classify(gray, faces, frame.timestamp)
         faces, students = self.tracker.update(faces, tiles, frame.timestamp, names, camera_off)
         return FrameResult(frame.index, frame.timestamp, frame.size, tiles, faces, students, excluded=excluded)
 
@@ -106,13 +107,71 @@ class Analyzer:
                     self._opted_out.discard(tile.key)
         return {t.key for t in tiles if t.key in self.exclude or t.key in self._opted_out}
 
-    def classify(self, image: np.ndarray, faces: tuple[Face, ...]) -> tuple[Face, ...]:
-        """All faces of a frame in one batch; each face keeps its own probabilities."""
-        if not faces:
-            return faces
-        probabilities = self.classifier.predict(crops_of(image, faces))
-        return tuple(dataclasses.replace(face, probabilities=tuple(float(p) for p in probs))
-                     for face, probs in zip(faces, probabilities))
+    def classify(self, image: np.ndarray, faces: tuple[Face, ...], timestamp: float | None = None) -> tuple[Face, ...]:
+        """Each face with its own probabilities; the changed ones classified in one batch.
+
+        With a ``timestamp`` (a stream), a face keeps the probabilities it had in the previous
+        frame while it stays in place in its tile and its picture there has not changed (see
+        ``_Classified``): in a lecture most faces barely move from one analysis to the next.
+        """
+        gray = to_gray(image)
+        known = self._classified if timestamp is not None else {}
+        probabilities: list[tuple[float, ...] | None] = [None] * len(faces)
+        kept: dict[Box, list[_Classified]] = {}
+        for i, face in enumerate(faces):
+            seen = next((c for c in known.get(face.tile.box, ()) if c.holds(gray, face.box, timestamp)), None) \
+                if face.tile is not None else None
+            if seen is not None:
+                probabilities[i] = seen.probabilities
+                kept.setdefault(face.tile.box, []).append(seen)
+        todo = [i for i, p in enumerate(probabilities) if p is None]
+        if todo:
+            for i, probs in zip(todo, self.classifier.predict(crops_of(gray, [faces[i] for i in todo]))):
+                probabilities[i] = tuple(float(p) for p in probs)
+                if faces[i].tile is not None and timestamp is not None:
+                    kept.setdefault(faces[i].tile.box, []).append(
+                        _Classified(faces[i].box, face_picture(gray, faces[i].box), timestamp, probabilities[i]))
+        self._classified = {box: tuple(seen) for box, seen in kept.items()}
+        return tuple(dataclasses.replace(face, probabilities=probs) for face, probs in zip(faces, probabilities))
+
+
+FACE_PICTURE = 8          # px; side of the picture a face's change is judged on
+FACE_CHANGE = 6.0         # grey levels: mean change of that picture that makes a face classified again ...
+FACE_SPOT_CHANGE = 24.0   # ... or change of one of its pixels (a mouth opening, eyes closing)
+FACE_MAX_AGE = 2.0        # s; a classification is never reused for longer
+FACE_OVERLAP = 0.5        # IoU with the classified face's box for the same face in the same place
+
+
+def face_picture(gray: np.ndarray, box: Box) -> np.ndarray:
+    """A face's box as FACE_PICTURE x FACE_PICTURE area averages: blind to sensor noise."""
+    box = box.clip(gray.shape[1], gray.shape[0])
+    if box.w < 1 or box.h < 1:
+        return np.zeros((FACE_PICTURE, FACE_PICTURE), np.float32)
+    view = gray[box.y:box.y2, box.x:box.x2]
+    return cv2.resize(view, (FACE_PICTURE, FACE_PICTURE), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+@dataclass(frozen=True, eq=False)
+class _Classified:
+    """A face as it was classified: where, what its box showed, when, and the result.
+
+    The picture is compared on the *old* box, not on a new crop: YuNet's landmarks jitter by a
+    pixel or two between frames, which moves an aligned 48x48 crop more than the face did
+    (measured on a moving gallery clip: a still face's aligned crop changed by up to 66 grey
+    levels in a block at p99, its box's picture by 22 at p99 and 5.7 on average).
+    """
+
+    box: Box
+    picture: np.ndarray
+    timestamp: float
+    probabilities: tuple[float, ...]
+
+    def holds(self, gray: np.ndarray, box: Box, now: float) -> bool:
+        """Whether a face at ``box`` now is this face, unchanged, and the result still fresh."""
+        if not 0 <= now - self.timestamp <= FACE_MAX_AGE or box.iou(self.box) < FACE_OVERLAP:
+            return False
+        change = np.abs(face_picture(gray, self.box) - self.picture)
+        return float(change.mean()) <= FACE_CHANGE and float(change.max()) <= FACE_SPOT_CHANGE
 
 
 def aggregate_only(result: FrameResult) -> FrameResult:

@@ -200,3 +200,77 @@ def test_camera_off_tiles_are_flat_to_their_rim_and_video_is_not(demo_faces):
     assert not is_camera_off(image, tile)
     flat = np.full((200, 300, 3), 40, np.uint8)   # a frame that is one tile (webcam, no gallery found)
     assert not is_camera_off(flat, Tile(0, 0, Box(0, 0, 300, 200)))
+
+
+# --- classification only of the faces that changed (issue 12) --------------------------------
+
+from fer_overlay.classify import EmotionClassifier  # noqa: E402
+from fer_overlay.pipeline import FACE_MAX_AGE, Analyzer  # noqa: E402
+from fer_overlay.track import Tracker  # noqa: E402
+
+
+class CountingClassifier:
+    """The real CNN; remembers how many faces each call classified."""
+
+    def __init__(self):
+        self.real, self.calls = EmotionClassifier.load(), []
+
+    def predict(self, faces):
+        self.calls.append(len(faces))
+        return self.real.predict(faces)
+
+
+def _shaken(image, seed):
+    """The same gallery a moment later: fresh sensor noise and every video tile moved 1 px."""
+    rng = np.random.default_rng(seed)
+    moved = np.roll(image, 1, axis=1).astype(np.int16) + rng.normal(0, 2.5, image.shape).astype(np.int16)
+    return np.clip(moved, 0, 255).astype(np.uint8)
+
+
+def test_only_changed_faces_are_classified_and_each_keeps_its_own_result(demo_faces):
+    faces = [demo_faces[i] for i in range(9)]
+    still = compose_gallery(faces, 3, 3, rng_seed=2)
+    classifier = CountingClassifier()
+    analyzer = Analyzer(FaceDetector(), classifier, Tracker())
+    first = analyzer.analyze(Frame(still.image, 0, 0.0))
+    assert classifier.calls == [9]
+    # Noise and a 1-px movement: nothing is classified again, every face keeps its result.
+    again = analyzer.analyze(Frame(_shaken(still.image, 1), 1, 0.5))
+    assert classifier.calls == [9]
+    by_tile = lambda result: {f.tile.key: f.probabilities for f in result.faces}  # noqa: E731
+    assert by_tile(again) == by_tile(first)
+    # Two students swap places and a third shows another face: those three, and only they, are
+    # classified again, and each tile gets its new face's own probabilities (no result follows
+    # the wrong face).
+    swapped = list(faces)
+    swapped[0], swapped[4], swapped[8] = faces[4], faces[0], demo_faces[20]
+    changed = compose_gallery(swapped, 3, 3, rng_seed=2)
+    result = analyzer.analyze(Frame(changed.image, 2, 1.0))
+    assert classifier.calls == [9, 3]
+    fresh = Analyzer(FaceDetector(), EmotionClassifier.load(), Tracker()).analyze(Frame(changed.image, 0, 0.0))
+    assert by_tile(result).keys() == by_tile(fresh).keys()
+    for key, probabilities in by_tile(result).items():
+        if key in ("r1c1", "r2c2", "r3c3"):   # the new faces' own results, as a fresh analysis gives them
+            np.testing.assert_allclose(probabilities, by_tile(fresh)[key], atol=1e-5, err_msg=key)
+        else:                                 # the others keep theirs
+            assert probabilities == by_tile(first)[key], key
+    np.testing.assert_allclose(by_tile(result)["r1c1"], by_tile(first)["r2c2"], atol=0.05)   # it moved with its face
+    # A result is never kept longer than FACE_MAX_AGE, changed or not.
+    analyzer.analyze(Frame(changed.image, 3, 1.0 + FACE_MAX_AGE + 0.1))
+    assert classifier.calls == [9, 3, 9]
+    # Without a stream (one frame after another with no time), every face is classified.
+    assert len(Analyzer(FaceDetector(), classifier, Tracker()).classify(still.image, first.faces)) == 9
+    assert classifier.calls[-1] == 9
+
+
+def test_the_mirrored_look_is_only_for_unsure_faces(demo_faces):
+    """Flip below FLIP_BELOW: a sure face keeps its plain answer, an unsure one is averaged."""
+    crops = np.stack([demo_faces[i] for i in range(40)])
+    plain = EmotionClassifier.load(flip_average=False).predict(crops)
+    everywhere = EmotionClassifier.load(flip_below=1.0).predict(crops)
+    unsure_only = EmotionClassifier.load().predict(crops)
+    from fer_overlay.classify import FLIP_BELOW
+    sure = plain.max(axis=1) >= FLIP_BELOW
+    assert 0 < sure.sum() < len(crops)
+    np.testing.assert_allclose(unsure_only[sure], plain[sure], atol=1e-6)
+    np.testing.assert_allclose(unsure_only[~sure], everywhere[~sure], atol=1e-6)
