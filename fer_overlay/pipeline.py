@@ -388,6 +388,7 @@ def run_live(source: Iterable[Frame], analyzer: Analyzer, outputs: Sequence[Outp
         stats.dropped += mailbox.close()
         worker.join(timeout=join_seconds)
         stats.seconds = clock() - start
+        stats.unfinished = mailbox.taken - stats.analysed   # a stopped run (Ctrl-C) accounts for every frame too
     if failure:
         raise failure[0]
     if finished:
