@@ -281,6 +281,7 @@ def banner(result: FrameResult | None, width: int, height: int) -> np.ndarray:
     counts = [(f"{e} {mood.counts.get(e, 0)}", EMOTION_COLORS[e] if mood.counts.get(e, 0) else DIM)
               for e in EMOTIONS]
     if result is None:
+        counts = []   # not known yet whether emotions are inferred at all (--signals attention): no names
         summary = "first analysis under way"
     else:
         faces = f"faces {mood.faces}/{mood.tiles}" if mood.tiles else f"faces {mood.faces}"
@@ -356,6 +357,9 @@ class Annotator:
                     _draw_tile_note(out, tile, "camera off" if tile.key in camera_off else "no face", scale)
             for face in result.faces:
                 _draw_face(out, face, scale)
-        if self.banner:
-            out = np.vstack([banner(result, out.shape[1], out.shape[0]), out])
-        return out
+        return self.framed(out, result)
+
+    def framed(self, picture: np.ndarray, result: FrameResult | None) -> np.ndarray:
+        """``picture`` under the class-mood strip when this annotator has one: the output's size for
+        any picture of the frame's size, e.g. a holding picture before the first analysis."""
+        return np.vstack([banner(result, picture.shape[1], picture.shape[0]), picture]) if self.banner else picture

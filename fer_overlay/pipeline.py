@@ -253,8 +253,10 @@ def _emit(image: np.ndarray, result: FrameResult | None, outputs: Sequence[Outpu
         if id(annotator) not in done:
             if result is not None:
                 done[id(annotator)] = annotator.annotate(image, result)
+            elif annotator.mode == "full":   # each output keeps one frame size: the banner strip is there too
+                done[id(annotator)] = annotator.annotate(image, None)
             else:
-                done[id(annotator)] = image if annotator.mode == "full" else holding_frame(image)
+                done[id(annotator)] = annotator.framed(holding_frame(image), None)
         sink.write(done[id(annotator)], result)
 
 

@@ -17,7 +17,7 @@ from fer_overlay.demo import DemoSource, load_faces
 from fer_overlay.detect import FaceDetector
 from fer_overlay.draw import Annotator, banner_height
 from fer_overlay.gallery import compose_gallery
-from fer_overlay.pipeline import Analyzer, run_offline
+from fer_overlay.pipeline import Analyzer, run_live, run_offline
 from fer_overlay.sinks import MjpegSink, VirtualCameraSink
 from fer_overlay.sources import ScreenSource
 from tests.test_draw import NOISE, detail, drawn
@@ -82,6 +82,28 @@ def test_blur_feed_hides_every_face_and_full_feed_marks_them(analysed_demo):
                                       frame.image[f.box.y:f.box.y2, f.box.x:f.box.x2]) for f in result.faces) >= 20
 
 
+def test_every_frame_of_an_output_has_one_size_before_and_after_the_first_result():
+    """Issue 11 item 16: a sink sized for the banner strip (the virtual camera, the video file) gets
+    that size from the first frame on, before any analysis result too, in every mode."""
+    from tests.test_live_loop import GatedAnalyzer, Sink, frame, wait
+    analyzer = GatedAnalyzer(4)
+    outputs = {mode: (Annotator(mode), Sink()) for mode in ("aggregate", "blur", "full")}
+
+    def source():
+        yield frame(0)
+        wait(analyzer.started[0])
+        yield frame(1)
+        analyzer.open(0)
+        wait(analyzer.started[1])   # frame 0's result is out
+        yield frame(2)
+        analyzer.open(1, 2, 3)
+
+    run_live(source(), analyzer, list(outputs.values()), analysis_fps=None)
+    for mode, (annotator, sink) in outputs.items():
+        assert sink.results == [None, None, 0], mode
+        assert {image.shape[:2] for image in sink.images} == {annotator.output_size((80, 60))[::-1]}, mode
+
+
 # --- what the shared feed shows, through the CLI as a teacher starts it (issue 11 item 5) -----------
 
 SCREEN = (1280, 720)   # the Xvfb screen
@@ -144,6 +166,7 @@ def test_virtual_camera_defaults_to_aggregate_and_a_bound_stream_shows_the_same(
     strip = banner_height(SCREEN[1])
     assert opened == (SCREEN[0], SCREEN[1] + strip, 5)   # the camera is made for the strip's constant size
     assert len(camera) >= 8 and len(streamed) == len(camera)
+    assert {frame.shape for frame in streamed} == {(SCREEN[1] + strip, SCREEN[0], 3)}   # before the first result too
     last = camera[-1]
     assert last.shape == (SCREEN[1] + strip, SCREEN[0], 3) and last[:strip].max() > 100   # the banner
     b = screen_gallery.tiles[5].box   # r2c3
