@@ -157,8 +157,8 @@ class StudentAttention:
 def away_flags(att: AttentionSession, rules: FlagRule) -> list[tuple[tuple[int, int], ...]]:
     """Per student, spans where some ``for_seconds`` window was at least ``rules.away`` not looking.
 
-    Not looking is a second with the head away or no face, as in the live flag; a span runs over
-    every second of the qualifying windows.
+    Not looking is a second with the head away or no face, as in the live flag; like a negative
+    flag, a span runs from the first to the last such second of overlapping qualifying windows.
     """
     window = max(int(round(rules.for_seconds)), 1)
     off = np.isin(att.state, (STATES.index("away"), STATES.index("no_face")))
@@ -170,7 +170,14 @@ def away_flags(att: AttentionSession, rules: FlagRule) -> list[tuple[tuple[int, 
     edges[:len(qualifies)] += qualifies
     edges[window:window + len(qualifies)] -= qualifies
     covered = np.cumsum(edges, axis=0)[:-1] > 0
-    return [tuple(_runs(covered[:, s])) for s in range(off.shape[1])]
+    flags = []
+    for s in range(off.shape[1]):
+        spans = []
+        for start, end in _runs(covered[:, s]):   # trimmed to the first and last second not looking
+            hits = np.flatnonzero(off[start:end, s])
+            spans.append((start + int(hits[0]), start + int(hits[-1]) + 1))
+        flags.append(tuple(spans))
+    return flags
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:

@@ -268,3 +268,20 @@ def test_attention_notice_says_what_is_and_is_not_inferred(capsys):
     assert main(["notice", "--signals", "attention"]) == 0
     text = capsys.readouterr().out
     assert "does not read facial expressions or\ninfer emotions" in text and "turned towards the\nscreen" in text
+
+
+def test_report_flags_and_times_from_recorded_seconds():
+    from fer_overlay.attention_report import STATES, AttentionSession, student_attention
+    from fer_overlay.core import Signals
+    state = np.zeros((300, 2), np.int8)                # two students looking for 5 minutes...
+    state[100:150, 0] = STATES.index("away")           # ...Ana away for 50 s
+    state[150:170, 0] = STATES.index("no_face")        # then 20 s without a face
+    state[200:260, 1] = STATES.index("camera_off")     # Ben's camera off for a minute: never a flag
+    session = AttentionSession(Signals.ATTENTION, np.array(["Ana", "Ben"]), state, np.ones((300, 4)))
+    ana, ben = student_attention(session, FlagRule(away=0.5, for_seconds=60))
+    assert ana.seconds == {"looking": 230, "away": 50, "no_face": 20, "camera_off": 0}
+    assert ana.looking_share == pytest.approx(230 / 300)
+    # Windows of 60 s with 30 or more seconds away or faceless start at 70..140; the flag runs
+    # from the first to the last second not looking in them, like a negative flag.
+    assert ana.away_flags == ((100, 170),) and ben.away_flags == ()
+    assert ben.seconds["camera_off"] == 60 and ben.looking_share == 1.0
