@@ -13,12 +13,15 @@ import sqlite3
 import time
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fer_overlay.attention import STATE_LABELS, STATE_STYLES, counts
 from fer_overlay.core import FlagRule, FrameResult, Signals
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS attention_sessions (
@@ -217,7 +220,7 @@ def mmss(seconds: float) -> str:
 
 # --- output ----------------------------------------------------------------------------------
 
-def plot_class(att: AttentionSession, path: Path) -> None:
+def plot_class(att: AttentionSession) -> Figure:
     """Share of tiles looking, away, without a face and with the camera off over the lecture."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg   # here: the recorder imports this module
     from matplotlib.figure import Figure
@@ -236,10 +239,10 @@ def plot_class(att: AttentionSession, path: Path) -> None:
     axes.set(xlim=(0, max(minutes[-1] if len(minutes) else 0, 1 / 60)), ylim=(0, 1), xlabel="minutes from start",
              ylabel="share of tiles", title="Class attention: head towards the screen (10 s smoothing)")
     axes.yaxis.set_major_formatter(lambda value, _: f"{value:.0%}")
-    figure.savefig(path)
+    return figure
 
 
-def plot_students(att: AttentionSession, path: Path) -> Path:
+def plot_students(att: AttentionSession) -> Figure:
     """Per student and minute, the share of seconds looking at the screen (black: camera off or not there)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import ListedColormap
@@ -263,22 +266,21 @@ def plot_students(att: AttentionSession, path: Path) -> Path:
     axes.set(xlabel="minutes from start",
              title="Share of each minute looking at the screen (black: camera off or not there)")
     figure.colorbar(image, ax=axes, format=lambda value, _: f"{value:.0%}", fraction=0.03)
-    figure.savefig(path)
-    return path
+    return figure
 
 
-def html_section(att: AttentionSession, rules: FlagRule, out: Path) -> str:
+def html_section(att: AttentionSession, rules: FlagRule) -> str:
     """The report's attention part: both plots, the per-student table, what the signals are."""
-    plot_class(att, out / "attention.png")
-    parts = ["<h2>Attention</h2>",
-             '<img src="attention.png" alt="share of tiles looking, away, without a face, camera off, over time">',
+    from fer_overlay.report import png_uri   # here: report imports this module
+    parts = ["<h2>Attention</h2>",   # plots inside the page, as the report's own: one self-contained file
+             f'<img src="{png_uri(plot_class(att))}" '
+             'alt="share of tiles looking, away, without a face, camera off, over time">',
              '<p class="meta">Physical, visible states only: head turned towards the screen (within '
              "30&deg; sideways) or away, a face in the tile or not, camera on or off. A turned head is not "
              "inattention; no emotion is inferred from these signals.</p>"]
     summaries = student_attention(att, rules)
     if summaries:
-        plot_students(att, out / "attention_students.png")
-        parts.append('<img src="attention_students.png" alt="share of each minute looking, per student">')
+        parts.append(f'<img src="{png_uri(plot_students(att))}" alt="share of each minute looking, per student">')
         rows = []
         for s in summaries:
             flags = "; ".join(f"not looking {mmss(a)}–{mmss(b)}" for a, b in s.away_flags)
@@ -303,7 +305,7 @@ def summary_lines(att: AttentionSession, rules: FlagRule = FlagRule()) -> list[s
             "Flagged (not looking): " + (", ".join(flagged) if flagged else "nobody")]
 
 
-def page(session, rules: FlagRule, out: Path, css: str) -> str:
+def page(session, rules: FlagRule, css: str) -> str:
     """The whole report of an attention-only session (``report.Session``): no mood, no emotion."""
     esc = html.escape
     title = session.name or f"Session {session.id}"
@@ -316,7 +318,7 @@ def page(session, rules: FlagRule, out: Path, css: str) -> str:
         notes.append("Recorded with --aggregate-only: class-level numbers only, no per-student rows.")
     body = "\n".join([f"<h1>{esc(title)}</h1>", f'<p class="meta">{esc(meta)}</p>',
                       *(f'<p class="note">{esc(note)}</p>' for note in notes),
-                      html_section(session.attention, rules, out)])
+                      html_section(session.attention, rules)])
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{esc(title)}</title>\n'
             f"<style>{css}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
 
