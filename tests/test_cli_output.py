@@ -119,3 +119,12 @@ def test_end_of_run_summary_uses_the_users_flag_rule(recorded_run):
     assert flagged and nobody_by_default == []   # the rule changes the answer on this clip
     line = next(line for line in done.stderr.splitlines() if line.startswith("Flagged:"))
     assert line == "Flagged: " + ", ".join(f"{name} (negative)" for name in flagged)
+
+
+def test_a_narrow_console_does_not_wrap_paths(recorded_run, tmp_path, monkeypatch, capsys):
+    """In-process, as a 30-column terminal would size Rich's console."""
+    _, db, _ = recorded_run
+    monkeypatch.setenv("COLUMNS", "30")
+    out = tmp_path / "reports-for-the-tuesday-lecture" / "week-7"
+    assert main(["report", str(db), "--out", str(out)]) == 0
+    assert f"report: {out / 'index.html'}" in capsys.readouterr().err.splitlines()
