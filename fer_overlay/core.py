@@ -223,6 +223,7 @@ class Student:
     mix: tuple[float, ...] = ()   # share of each emotion over the last minute, EMOTIONS order
     flagged: bool = False         # negative for most of the flag window (FlagRule)
     attention: Attention | None = None   # head pose and presence signals (attention.py)
+    aliases: tuple[str, ...] = ()  # ids this student was shown under before (tile key, a misread): one person
 
 
 @dataclass(frozen=True)

@@ -255,6 +255,56 @@ def match_roster(text: str, roster: Sequence[str], cutoff: float = ROSTER_CUTOFF
     return starting[0] if len(starting) == 1 else text
 
 
+_STRAY = re.compile(r"[Il1|!]{1,2}")   # an icon's or border's edge read as letters: I, 1, l, 11
+
+
+def clean_reading(text: str) -> str:
+    """A reading without the debris OCR adds round a name: lone dots (``Vik . R.``) and a trailing
+    ``I``/``1``/``l``/``11`` (the microphone icon or the tile border: ``Lena B. 11``).
+
+    A number stays after a plain word (``Student 11``), where it is part of the name.
+    """
+    words = [word for word in text.split() if any(c.isalnum() for c in word)]
+    while len(words) > 1 and _STRAY.fullmatch(words[-1]) and not (words[-1].isdigit() and words[-2].isalpha()):
+        words.pop()
+    return " ".join(words)
+
+
+def reading_key(text: str) -> str:
+    """What two readings of one name share: the clean reading, case and dots aside."""
+    return " ".join(clean_reading(text).casefold().replace(".", " ").split())
+
+
+def same_person(a: str, b: str) -> bool:
+    """Whether two readings can be one label misread: the same key, one the other with words
+    dropped from the end (a dropped initial, the app's truncation), or at most one edit in five
+    letters apart (a dropped dot, ``1`` for ``I``); never two different numbers (``Student 1``,
+    ``Student 12``). Said of readings of one tile: two people can pass this (``Ana``, ``Anabel``),
+    so across tiles an exact match comes first."""
+    ka, kb = reading_key(a), reading_key(b)
+    if not ka or not kb:
+        return False
+    if ka == kb:
+        return True
+    numbers = re.findall(r"\d+", ka), re.findall(r"\d+", kb)
+    if all(numbers) and numbers[0] != numbers[1]:
+        return False   # Student 1 and Student 12
+    short, long = sorted((ka.split(), kb.split()), key=len)
+    head = len(short) - 1
+    if len(" ".join(short)) >= 3 and long[:head] == short[:head] and long[head].startswith(short[head]):
+        return True
+    return _edit_distance(ka, kb) <= max(1, min(len(ka), len(kb)) // 5)
+
+
+def _edit_distance(a: str, b: str) -> int:
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
+
+
 def read_roster(lines: Iterable[str]) -> tuple[str, ...]:
     """One name per line; blank lines and ``#`` comments are skipped."""
     return tuple(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))

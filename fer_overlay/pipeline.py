@@ -28,6 +28,7 @@ from fer_overlay.grid import TileFinder
 from fer_overlay.names import NameReader, Notify, Pseudonyms, match_roster
 from fer_overlay.preprocess import FACE_SIZE, align_crop, to_gray
 from fer_overlay.sinks import Sink
+from fer_overlay.identity import tile_look
 from fer_overlay.track import Tracker
 
 Listener = Callable[[FrameResult], None]
@@ -48,6 +49,10 @@ class Analyzer:
         self.detector, self.classifier, self.tracker = detector, classifier, tracker
         self.exclude = frozenset(e.casefold() for e in exclude)
         self.names, self.pseudonyms = names, pseudonyms
+        # Names are replaced after the tracker's vote, which needs their letters: "Chen L." and
+        # "Chen L. I" are one student, "Student 1" and "Student 2" would be two.
+        if pseudonyms is not None:
+            tracker.roll.pseudonyms = pseudonyms
         self.tiles = TileFinder()
         self.faces = TileFaces(detector, tile_width)
         self._opted_out: set[str] = set()   # tile keys where an excluded name was last read
@@ -86,10 +91,9 @@ class Analyzer:
             tiles = tuple(t for t in tiles if t.key not in keys)
             faces = tuple(f for f in faces if f.tile is None or f.tile.key not in keys)
             names = {t.key: names[t.key] for t in tiles if t.key in names}
-        if self.pseudonyms:
-            names = {key: self.pseudonyms(name) for key, name in names.items()}
         faces = self.classify(gray, faces, frame.timestamp)
-        faces, students = self.tracker.update(faces, tiles, frame.timestamp, names, camera_off)
+        looks = {t.key: tile_look(frame.image, t.box) for t in tiles}   # follows unread students when tiles move
+        faces, students = self.tracker.update(faces, tiles, frame.timestamp, names, camera_off, looks)
         return FrameResult(frame.index, frame.timestamp, frame.size, tiles, faces, students, excluded=excluded)
 
     def _excluded_tiles(self, tiles: tuple[Tile, ...], names: dict[str, str]) -> set[str]:

@@ -9,6 +9,7 @@ commits cheap enough for the live loop.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import time
 from collections import Counter
@@ -57,6 +58,18 @@ CREATE TABLE class_samples (
     PRIMARY KEY (session_id, second)
 ) WITHOUT ROWID;
 """
+# One id per person: an id a student was shown under before (a tile key until the label was read,
+# a misread the vote later overturned) is folded into the id they have now. Added to older files
+# when written to, like the attention tables; a file without it has no aliases.
+ALIASES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS aliases (
+    session_id INTEGER NOT NULL,
+    alias TEXT NOT NULL,               -- an id the student was shown under before, kept for audit
+    student TEXT NOT NULL,             -- the id their samples are recorded under (samples.student)
+    PRIMARY KEY (session_id, alias)
+) WITHOUT ROWID;
+"""
+_STUDENT_TABLES = ("samples", "attention_samples")
 # Kept apart since schema 1: files written before camera_off was recorded hold present | no_face only.
 _RECORDED_STATUSES = ("present", "no_face", "camera_off")
 _INSERT_SAMPLE = f"INSERT INTO samples VALUES ({', '.join('?' * (5 + len(EMOTIONS)))})"
@@ -107,7 +120,7 @@ def connect(path: str | Path, *, create: bool = False, readonly: bool = False) -
             raise RecordError(f"{path} is empty: no sessions recorded")
         con.executescript(_SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
     if not readonly:   # attention tables beside the emotion ones; added to older files when written to
-        con.executescript(attention_report.SCHEMA)
+        con.executescript(attention_report.SCHEMA + ALIASES_SCHEMA)
     return con
 
 
@@ -138,6 +151,7 @@ class Recorder:
         self.session_id: int = cursor.lastrowid
         self._second: int | None = None
         self._frames: list[FrameResult] = []
+        self._aliases: dict[str, str] = {}   # alias -> the id it is recorded under now
         self._closed = False
 
     def add(self, result: FrameResult) -> None:
@@ -176,6 +190,9 @@ class Recorder:
             return
         frames, second = self._frames, self._second
         self._frames = []
+        if not self.aggregate_only:   # aggregate-only keeps no ids, so no aliases either
+            with self._con:
+                frames = self._fold_aliases(frames)
         students = [] if self.aggregate_only else _student_rows(self.session_id, second, frames)
         with self._con:
             if students:
@@ -183,6 +200,34 @@ class Recorder:
             self._con.execute(_INSERT_CLASS, _class_row(self.session_id, second, frames))
             attention_report.write_second(self._con, self.session_id, second, frames, not self.aggregate_only)
         self.last_written = second
+
+    def _fold_aliases(self, frames: list[FrameResult]) -> list[FrameResult]:
+        """``frames`` with every student under their current id; rows already written under an
+        alias that is new this second are moved to that id (a second written under both keeps
+        the current id's row), and the alias is kept in the ``aliases`` table."""
+        changed: dict[str, str] = {}
+        for result in frames:
+            for student in result.students:
+                for alias in student.aliases:
+                    if self._aliases.get(alias) != student.id:
+                        self._aliases[alias] = changed[alias] = student.id
+                if self._aliases.pop(student.id, None) is not None:   # an old id became current again
+                    changed[student.id] = student.id
+        key = (self.session_id,)
+        for alias, sid in changed.items():
+            if alias == sid:
+                self._con.execute("DELETE FROM aliases WHERE session_id = ? AND alias = ?", (*key, alias))
+                continue
+            for table in _STUDENT_TABLES:
+                self._con.execute(f"UPDATE OR IGNORE {table} SET student = ? WHERE session_id = ? AND student = ?",
+                                  (sid, *key, alias))
+                self._con.execute(f"DELETE FROM {table} WHERE session_id = ? AND student = ?", (*key, alias))
+            self._con.execute("INSERT OR REPLACE INTO aliases VALUES (?, ?, ?)", (*key, alias, sid))
+        if not self._aliases:
+            return frames
+        return [dataclasses.replace(result, students=tuple(
+            dataclasses.replace(s, id=self._aliases[s.id]) if s.id in self._aliases else s for s in result.students))
+            for result in frames]
 
 
 def _student_rows(session_id: int, second: int, frames: list[FrameResult]) -> list[tuple]:
@@ -234,6 +279,7 @@ def purge(path: str | Path, older_than_seconds: float, now: float | None = None)
             con.execute(f"DELETE FROM samples WHERE session_id IN ({old})", (bound,))
             con.execute(f"DELETE FROM class_samples WHERE session_id IN ({old})", (bound,))
             attention_report.delete_before(con, bound)
+            con.execute(f"DELETE FROM aliases WHERE session_id IN ({old})", (bound,))
             removed = con.execute("DELETE FROM sessions WHERE started_at < ?", (bound,)).rowcount
         con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:

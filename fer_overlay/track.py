@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fer_overlay.core import EMOTIONS, NEGATIVE, Face, FlagRule, Student, Tile
+from fer_overlay.identity import Person, Pseudonymise, Roll
 
 MIX_WINDOW = 60.0   # seconds of history behind a student's emotion-mix bar
 _NEGATIVE_LABELS = frozenset(EMOTIONS.index(e) for e in NEGATIVE)
@@ -35,100 +36,99 @@ def student_ids(faces: tuple[Face, ...], names: Mapping[str, str] | None = None)
 
     Extra faces sharing a tile get ``#2``, ``#3`` left to right.
     """
-    names = names or {}
+    return [sid for sid, _ in _face_ids(faces, names or {})]
+
+
+def _face_ids(faces: tuple[Face, ...], ids: Mapping[str, str], owners: Mapping[str, int] | None = None
+              ) -> list[tuple[str, tuple]]:
+    """Each face's student id and memory key: (the tile's person, n) for the n-th face from the left."""
     counts: dict[str, int] = {}
-    ids = [""] * len(faces)
+    out: list[tuple[str, tuple]] = [("", ())] * len(faces)
     for i in sorted(range(len(faces)), key=lambda i: faces[i].box.x):
         tile = faces[i].tile
-        base = names.get(tile.key, tile.key) if tile else "face"
+        base = ids.get(tile.key, tile.key) if tile else "face"
         counts[base] = counts.get(base, 0) + 1
-        ids[i] = base if counts[base] == 1 else f"{base}#{counts[base]}"
-    return ids
+        n = counts[base]
+        owner = (owners or {}).get(tile.key, base) if tile else base
+        out[i] = (base if n == 1 else f"{base}#{n}", (owner, n))
+    return out
 
 
 class Tracker:
     """Turns per-frame faces into per-student rows; keeps each student's history.
 
-    History is keyed by student id, so a named student keeps their smoothing and mix when
-    the gallery reshuffles their tile, and keeps a ``left`` row once their name is gone.
-    One student is one row: a tile key's history becomes the name's once the label is read,
-    and a tile keeps its last name while its label is unreadable and the layout unchanged
-    (a hand over the label for a frame must not split the student into ``r3c1`` and a
-    ``left`` row).
+    Who is who is the ``Roll``'s (identity.py): one person per student for the session, whatever
+    the OCR misreads and wherever the gallery moves them. History is kept per person, so a
+    student keeps their smoothing and mix when their tile moves or their name is read late,
+    and keeps a ``left`` row once they are on no tile. ``pseudonyms`` replaces each named
+    student's id once, after the vote (which goes by the real letters).
     """
 
-    def __init__(self, half_life: float = 1.5, flag: FlagRule = FlagRule()):
+    def __init__(self, half_life: float = 1.5, flag: FlagRule = FlagRule(), pseudonyms: Pseudonymise | None = None):
         if half_life < 0:
             raise ValueError("half-life must be >= 0 seconds")
         self.half_life, self.flag = half_life, flag
         self._window = max(MIX_WINDOW, flag.for_seconds)
-        self._memory: dict[str, _Memory] = {}
-        self._named: dict[str, None] = {}   # every named student seen, in order of first appearance
-        self._owners: dict[str, str] = {}   # tile key -> the name last read on it, this layout
-        self._layout: tuple[Tile, ...] = ()
+        self._memory: dict[tuple, _Memory] = {}   # (person id number, face in tile) -> history
+        self.roll = Roll(pseudonyms)
 
     def update(self, faces: tuple[Face, ...], tiles: tuple[Tile, ...], timestamp: float,
-               names: Mapping[str, str] | None = None,
-               camera_off: frozenset[str] = frozenset()) -> tuple[tuple[Face, ...], tuple[Student, ...]]:
+               names: Mapping[str, str] | None = None, camera_off: frozenset[str] = frozenset(),
+               looks: Mapping[str, np.ndarray] | None = None) -> tuple[tuple[Face, ...], tuple[Student, ...]]:
         """Faces with ``student`` and ``smoothed`` set, and one ``Student`` per tile, face or departed name.
 
-        ``names`` maps tile keys to student ids (names read from the tiles); ``camera_off``
-        holds the keys of tiles without video. A tile without a face is ``camera_off`` or
-        ``no_face``; a named student in no tile now is ``left``.
+        ``names`` maps tile keys to this frame's readings of their labels; ``camera_off`` holds
+        the keys of tiles without video; ``looks`` the tiles' ``tile_look`` (follows students
+        with unreadable labels across reshuffles). A tile without a face is ``camera_off`` or
+        ``no_face``; a named student on no tile now is ``left``.
         """
-        names = self._sticky(names or {}, tiles)
-        for key, name in names.items():
-            # A label read for the first time names the student its tile already had; the
-            # tile key's history never stays behind as a second row.
-            memory = self._memory.pop(key, None)
-            if memory is not None and name not in self._memory:
-                self._memory[name] = memory
-        self._named.update(dict.fromkeys(names.values()))
+        placement = self.roll.place(tiles, names or {}, timestamp, looks)
+        for gone, into in placement.merged:
+            self._merge(gone, into)
+        people = placement.people
+        ids = {key: person.id for key, person in people.items()}
+        owners = {key: person.pid for key, person in people.items()}
         out_faces, rows = [], {}
-        for face, sid in zip(faces, student_ids(faces, names)):
+        for face, (sid, memory_key) in zip(faces, _face_ids(faces, ids, owners)):
+            aliases = _aliases(people.get(face.tile.key) if face.tile else None, sid)
             if face.probabilities is None:   # --signals attention: present, with no emotion at all
                 out_faces.append(dataclasses.replace(face, student=sid))
-                rows[sid] = Student(id=sid, tile=face.tile, status="present")
+                rows[sid] = Student(id=sid, tile=face.tile, status="present", aliases=aliases)
                 continue
-            memory = self._smooth(sid, np.asarray(face.probabilities, np.float64), timestamp)
+            memory = self._smooth(memory_key, np.asarray(face.probabilities, np.float64), timestamp)
             smoothed = tuple(float(p) for p in memory.smoothed)
             out_faces.append(dataclasses.replace(face, student=sid, smoothed=smoothed))
             rows[sid] = Student(
                 id=sid, tile=face.tile, status="present", emotion=EMOTIONS[memory.label],
                 confidence=float(memory.smoothed[memory.label]), probabilities=smoothed,
                 since=timestamp - memory.label_since, mix=self._mix(memory, timestamp),
-                flagged=self._flagged(memory, timestamp))
+                flagged=self._flagged(memory, timestamp), aliases=aliases)
         for tile in tiles:
-            sid = names.get(tile.key, tile.key)
-            if sid not in rows:
+            person = people[tile.key]
+            if person.id not in rows:
                 status = "camera_off" if tile.key in camera_off else "no_face"
-                rows[sid] = Student(id=sid, tile=tile, status=status)
-        for sid in self._named:
-            if sid not in rows:
-                memory = self._memory.get(sid)
-                rows[sid] = Student(id=sid, tile=None, status="left",
-                                    mix=self._mix(memory, memory.updated) if memory else ())
+                rows[person.id] = Student(id=person.id, tile=tile, status=status, aliases=tuple(person.aliases))
+        for person in self.roll.left():
+            if person.id not in rows:
+                memory = self._memory.get((person.pid, 1))
+                rows[person.id] = Student(id=person.id, tile=None, status="left", aliases=tuple(person.aliases),
+                                          mix=self._mix(memory, memory.updated) if memory else ())
         return tuple(out_faces), tuple(sorted(rows.values(), key=_row_order))
 
-    def _sticky(self, names: Mapping[str, str], tiles: tuple[Tile, ...]) -> dict[str, str]:
-        """This frame's names plus, for tiles unread now, the name last read there.
+    def _merge(self, gone: int, into: int) -> None:
+        """A person found to be another: their history joins the other's, their smoothing too if
+        the other had none yet."""
+        for key in [k for k in self._memory if k[0] == gone]:
+            memory = self._memory.pop(key)
+            kept = self._memory.setdefault((into, key[1]), memory)
+            if kept is not memory:
+                kept.history = deque(sorted([*kept.history, *memory.history]))
 
-        Kept only while the layout is the same tiles: after a reshuffle a tile key may show
-        someone else, and a wrong name is worse than a tile key until the label is read. A
-        name read on another tile moves there (one name, one tile).
-        """
-        if tiles != self._layout:
-            self._owners, self._layout = {}, tiles
-        for key, name in names.items():
-            self._owners = {k: n for k, n in self._owners.items() if n != name or k == key}
-            self._owners[key] = name
-        return dict(self._owners)
-
-    def _smooth(self, sid: str, probs: np.ndarray, now: float) -> _Memory:
-        memory = self._memory.get(sid)
+    def _smooth(self, key: tuple, probs: np.ndarray, now: float) -> _Memory:
+        memory = self._memory.get(key)
         if memory is None:
             label = int(np.argmax(probs))
-            memory = self._memory[sid] = _Memory(probs, now, label, now)
+            memory = self._memory[key] = _Memory(probs, now, label, now)
         else:
             dt = max(now - memory.updated, 0.0)
             keep = 0.5 ** (dt / self.half_life) if self.half_life > 0 else 0.0
@@ -154,6 +154,14 @@ class Tracker:
             return False   # not watched long enough to say "sustained"
         recent = [label for t, label in memory.history if t >= now - self.flag.for_seconds]
         return sum(label in _NEGATIVE_LABELS for label in recent) >= self.flag.negative * len(recent)
+
+
+def _aliases(person: Person | None, sid: str) -> tuple[str, ...]:
+    """The ids a face's student was shown under before: the person's, with the face's ``#n``."""
+    if person is None:
+        return ()
+    suffix = sid[len(person.id):]
+    return tuple(alias + suffix for alias in person.aliases)
 
 
 def _row_order(student: Student) -> tuple:
