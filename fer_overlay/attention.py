@@ -176,6 +176,8 @@ class AttentionTracker:
 
     def _memory_of(self, student: Student) -> _Memory:
         memory = self._memory.get(student.id)
+        for alias in student.aliases if memory is None else ():   # an id they had before (issue 16): still them
+            memory = self._memory.pop(alias, None) or memory
         if memory is None and student.tile is not None and student.id != student.tile.key:
             memory = self._memory.pop(student.tile.key, None)   # the tile's history becomes the name's
         if memory is None:

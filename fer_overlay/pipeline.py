@@ -28,7 +28,7 @@ from fer_overlay.grid import TileFinder
 from fer_overlay.names import NameReader, Notify, Pseudonyms, match_roster
 from fer_overlay.preprocess import FACE_SIZE, align_crop, to_gray
 from fer_overlay.sinks import Sink
-from fer_overlay.identity import tile_look
+from fer_overlay.identity import tile_looks
 from fer_overlay.track import Tracker
 
 Listener = Callable[[FrameResult], None]
@@ -92,7 +92,7 @@ class Analyzer:
             faces = tuple(f for f in faces if f.tile is None or f.tile.key not in keys)
             names = {t.key: names[t.key] for t in tiles if t.key in names}
         faces = self.classify(gray, faces, frame.timestamp)
-        looks = {t.key: tile_look(frame.image, t.box) for t in tiles}   # follows unread students when tiles move
+        looks = tile_looks(frame.image, tiles)   # follows students with unread labels when tiles move
         faces, students = self.tracker.update(faces, tiles, frame.timestamp, names, camera_off, looks)
         return FrameResult(frame.index, frame.timestamp, frame.size, tiles, faces, students, excluded=excluded)
 

@@ -78,7 +78,7 @@ class Tracker:
         """Faces with ``student`` and ``smoothed`` set, and one ``Student`` per tile, face or departed name.
 
         ``names`` maps tile keys to this frame's readings of their labels; ``camera_off`` holds
-        the keys of tiles without video; ``looks`` the tiles' ``tile_look`` (follows students
+        the keys of tiles without video; ``looks`` the tiles' ``tile_looks`` (follows students
         with unreadable labels across reshuffles). A tile without a face is ``camera_off`` or
         ``no_face``; a named student on no tile now is ``left``.
         """

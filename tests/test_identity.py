@@ -3,7 +3,7 @@
 The tracker is fed readings as the name reader gives them, with noise injected the way real
 labels come out of OCR (a trailing ``I``/``1``/``l``/``11`` from an icon or the tile border,
 dropped dots, a dropped initial, a stray ``.``, an unreadable frame, a single frame of someone
-else's name), and tiles reshuffled with their look (``tile_look`` numbers) moving along.
+else's name), and tiles reshuffled with their look (``tile_looks`` numbers) moving along.
 """
 
 import random
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from fer_overlay.core import EMOTIONS, Box, Face, FrameResult, Tile
-from fer_overlay.identity import LOOK_GRID, Roll, look_distance, tile_look
+from fer_overlay.identity import LOOK_GRID, Roll, look_distance, tile_looks
 from fer_overlay.names import Pseudonyms, clean_reading, same_person
 from fer_overlay.record import Recorder
 from fer_overlay.report import load_session
@@ -52,7 +52,7 @@ def noisy(name: str, rng: random.Random) -> str | None:
 
 
 def looks_of(rng: np.random.Generator, n: int) -> list[np.ndarray]:
-    """A distinct tile look per student (their room and shirt), as ``tile_look`` gives it."""
+    """A distinct tile look per student (their room and shirt), as ``tile_looks`` gives it."""
     return [rng.uniform(0, 255, LOOK_GRID * LOOK_GRID * 3).astype(np.float32) for _ in range(n)]
 
 
@@ -194,12 +194,32 @@ def test_pseudonyms_come_after_the_vote():
     assert all(not s.aliases for rows in seen for s in rows)   # no real name in any alias either
 
 
-def test_tile_look_is_a_few_numbers_that_tell_tiles_apart():
+def test_tile_looks_are_a_few_numbers_that_tell_tiles_apart():
     rng = np.random.default_rng(3)
     image = np.zeros((180, 320, 3), np.uint8)
     image[:, :160] = (40, 90, 160)
     image[:, 160:] = (200, 200, 190)
     noisy_image = np.clip(image + rng.normal(0, 6, image.shape), 0, 255).astype(np.uint8)
-    a, b = tile_look(image, Box(0, 0, 160, 180)), tile_look(image, Box(160, 0, 160, 180))
-    assert a.shape == (48,) and a.dtype == np.float32
-    assert look_distance(a, tile_look(noisy_image, Box(0, 0, 160, 180))) < 2 < 99 < look_distance(a, b)
+    tiles = grid(1, 2, w=160, h=180)
+    looks, noisy_looks = tile_looks(image, tiles), tile_looks(noisy_image, tiles)
+    a, b = looks["r1c1"], looks["r1c2"]
+    assert a.shape == (48,) and a.dtype == np.float32 and list(a[:3]) == [40, 90, 160]
+    assert look_distance(a, noisy_looks["r1c1"]) < 2 < 99 < look_distance(a, b)
+    gray = tile_looks(image[..., 1].copy(), tiles)["r1c1"]   # a gray frame: one level in all three
+    assert list(gray[:3]) == [90, 90, 90]
+
+
+def test_a_session_file_from_before_aliases_is_read_and_written_to(tmp_path):
+    """Files written before the aliases table: the report reads them as they are; recording into
+    one adds the table (no schema bump, so older versions still read new files)."""
+    path, tiles = tmp_path / "old.db", grid(1, 1)
+    with Recorder(path, clock=lambda: 0.0) as recorder:
+        run(Tracker(), [(tiles, {"r1c1": "Ana Lima"}, None)] * 6, recorder)
+    with sqlite3.connect(path) as con:
+        con.execute("DROP TABLE aliases")
+    assert list(load_session(path).students) == ["Ana Lima"]
+    with Recorder(path, clock=lambda: 0.0) as recorder:
+        run(Tracker(), [(tiles, {}, None)] * 3 + [(tiles, {"r1c1": "Ben K."}, None)] * 10, recorder)
+    with sqlite3.connect(path) as con:
+        assert dict(con.execute("SELECT alias, student FROM aliases")) == {"r1c1": "Ben K."}
+    assert list(load_session(path).students) == ["Ben K."]
