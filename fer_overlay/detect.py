@@ -7,7 +7,9 @@ faces (on the dev set: 24 of 49 tiles of a 7x7 Zoom gallery, 18 of 25 live faces
 Meet grid). YuNet run again on one tile, resized to ``TILE_WIDTH`` px wide, finds them: faces
 then span the sizes its anchors were trained on. ``TileFaces`` pays for that second look only
 on tiles where the whole-frame pass found no face, and reuses it while the tile's pixels stay
-the same, so an unchanged gallery costs what one pass costs.
+the same, so an unchanged gallery costs what one pass costs. In a stream the whole-frame pass
+itself is reused while no tile's picture changed: a tile that changed is looked at alone (a
+second look), and only a new layout or many changed tiles pay for the whole frame again.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ TILE_WIDTH = 192          # px a faceless tile is resized to for the second look
 TILE_CHANGE = 4.0         # mean thumbnail difference (grey levels) that makes a tile look again
 TILE_MAX_AGE = 2.0        # s; a second look is never reused for longer (slow drifts add up)
 TILE_LOOKS_PER_FRAME = 3  # stale tiles looked at again per frame (~2 ms each on a 2-core CPU)
+TILE_PASSES = 6           # changed tiles looked at alone per frame; more pay the whole-frame pass (~27 ms CPU)
 BYSTANDER = 0.5           # a face under this share of its tile's tallest face's height is someone behind
 
 
@@ -97,6 +100,19 @@ def _within(box: Box, area: Box) -> Box:
 
 
 @dataclass(frozen=True, eq=False)
+class _Pass:
+    """What the last whole-frame pass saw of a tile: its picture then and its faces."""
+
+    thumb: np.ndarray
+    timestamp: float
+    faces: tuple[Face, ...]
+
+    def holds(self, thumb: np.ndarray, timestamp: float) -> bool:
+        return (0 <= timestamp - self.timestamp <= TILE_MAX_AGE
+                and float(np.abs(thumb - self.thumb).mean()) <= TILE_CHANGE)
+
+
+@dataclass(frozen=True, eq=False)
 class _Look:
     """One second look at a tile: what it showed then and the faces found in it."""
 
@@ -114,12 +130,20 @@ class TileFaces:
     stale, at most ``TILE_LOOKS_PER_FRAME`` are looked at again per frame, the oldest first, so
     a moving class cannot make one frame pay for them all; the others keep their last look a
     few frames more. A moved or resized tile is a new tile. ``width`` 0 turns the second look off.
+
+    The whole-frame pass is reused the same way: while every tile's picture stays within
+    ``TILE_CHANGE`` of the pass (for at most ``TILE_MAX_AGE``), its faces stand; up to
+    ``TILE_PASSES`` changed tiles are looked at alone instead (a second look, which finds what
+    the pass finds and more); a tile the pass never saw, or more changed tiles, take a new pass.
     """
 
     def __init__(self, detector: FaceDetector, width: int = TILE_WIDTH):
         self.detector, self.width = detector, width
         self._looks: dict[Box, _Look] = {}
+        self._passes: dict[Box, _Pass] = {}
+        self._outside: tuple[Face, ...] = ()   # the last pass's faces in no tile
         self.looked = 0       # second looks run so far (the figure the cache keeps low)
+        self.passes = 0       # whole-frame passes run so far
 
     def __call__(self, image: np.ndarray, gray: np.ndarray, tiles: Sequence[Tile], timestamp: float,
                  skip: Collection[str] = ()) -> tuple[Face, ...]:
@@ -127,15 +151,30 @@ class TileFaces:
 
         ``gray`` is ``image`` in gray, which the change check reads.
         """
-        faces = [f for f in assign_tiles(self.detector.detect(image), tiles)
-                 if f.tile is None or f.tile.key not in skip]
-        seen = {f.tile.key for f in faces if f.tile is not None}
-        faceless = [t for t in tiles if self.width and t.key not in seen and t.key not in skip]
-        # Looks of tiles with a face this frame are kept: the whole-frame pass flickers on some faces.
+        live = [t for t in tiles if t.key not in skip]
+        thumbs = {t.box: tile_picture(gray, t.box) for t in live}
+        changed = [t for t in live if t.box not in self._passes or not self._passes[t.box].holds(thumbs[t.box], timestamp)]
         self._looks = {t.box: self._looks[t.box] for t in tiles if t.box in self._looks}
+        if (not live or not self.width or len(changed) > TILE_PASSES
+                or any(t.box not in self._passes for t in live)):
+            found = assign_tiles(self.detector.detect(image), tiles)
+            self.passes += 1
+            self._passes = {t.box: _Pass(thumbs[t.box], timestamp, tuple(f for f in found if f.tile == t))
+                            for t in live}
+            self._outside = tuple(f for f in found if f.tile is None)
+        else:
+            # A changed tile is looked at alone: its pass is now "no face here", its faces the look's.
+            self._passes = {t.box: self._passes[t.box] for t in live}
+            for tile in changed:
+                self._passes[tile.box] = _Pass(thumbs[tile.box], timestamp, ())
+                self._look(image, tile, thumbs[tile.box], timestamp)
+        faces = [*self._outside, *(f for t in live for f in self._passes[t.box].faces)]
+        seen = {f.tile.key for f in faces if f.tile is not None}
+        faceless = [t for t in live if self.width and t.key not in seen]
+        # Looks of tiles with a face this frame are kept: the whole-frame pass flickers on some faces.
         stale = []
         for tile in faceless:
-            thumb = tile_picture(gray, tile.box)
+            thumb = thumbs[tile.box]
             look = self._looks.get(tile.box)
             if look is None:
                 self._look(image, tile, thumb, timestamp)

@@ -88,7 +88,7 @@ def test_analysis_failure_surfaces_on_the_main_thread():
 
 from fer_overlay.camera_off import is_camera_off  # noqa: E402
 from fer_overlay.core import Box, Face, Tile  # noqa: E402
-from fer_overlay.detect import TILE_LOOKS_PER_FRAME, TILE_MAX_AGE, FaceDetector, TileFaces  # noqa: E402
+from fer_overlay.detect import TILE_LOOKS_PER_FRAME, TILE_MAX_AGE, TILE_PASSES, FaceDetector, TileFaces  # noqa: E402
 from fer_overlay.gallery import _room, compose_gallery  # noqa: E402
 from fer_overlay.preprocess import to_gray  # noqa: E402
 
@@ -103,9 +103,10 @@ class CountingDetector:
     """The whole-frame pass finds a face in ``seen`` tiles only; a second look finds one anywhere."""
 
     def __init__(self, seen: list[Tile]):
-        self.seen, self.looks = seen, []
+        self.seen, self.looks, self.passes = seen, [], 0
 
     def detect(self, image):
+        self.passes += 1
         return tuple(Face(Box(t.box.x + 4, t.box.y + 4, 8, 8), ((0, 0),) * 5, 0.9) for t in self.seen)
 
     def detect_in(self, image, box, width):
@@ -127,8 +128,10 @@ def test_second_look_only_at_faceless_tiles_and_reused_while_they_do_not_change(
     changed[:, 40:80] = 255 - changed[:, 40:80]
     faces(changed, to_gray(changed), tiles, 0.6, skip={tiles[2].key})
     assert detector.looks == [tiles[1].box] * 2                  # its pixels changed: looked again
+    assert detector.passes == 1                                  # one changed tile: looked at alone
     faces(changed, to_gray(changed), tiles, 0.7 + TILE_MAX_AGE, skip={tiles[2].key})
-    assert detector.looks == [tiles[1].box] * 3                  # too old: looked again
+    assert detector.looks == [tiles[1].box] * 2 + [tiles[0].box, tiles[1].box]   # too old: both looked at again
+    assert detector.passes == 1
     assert TileFaces(detector, width=0)(image, to_gray(image), tiles, 0.0) == found[:1]   # turned off
 
 
@@ -156,18 +159,41 @@ def test_people_far_behind_the_student_are_not_faces_of_the_tile():
     found = TileFaces(Detector(), width=0)(image, to_gray(image), tiles, 0.0)
     assert [f.box for f in found] == [student, *pair]
 def test_stale_tiles_are_looked_at_again_a_few_per_frame_oldest_first():
-    tiles = tuple(Tile(0, c, Box(c * 40, 0, 40, 30)) for c in range(2 * TILE_LOOKS_PER_FRAME))
+    """More changed tiles than TILE_PASSES: the whole frame is passed again, and the faceless
+    tiles' second looks are renewed TILE_LOOKS_PER_FRAME a frame, the others kept meanwhile."""
+    tiles = tuple(Tile(0, c, Box(c * 40, 0, 40, 30)) for c in range(2 * TILE_PASSES))
     image = np.random.default_rng(0).integers(0, 255, (30, 40 * len(tiles), 3), np.uint8)
     detector = CountingDetector([])
     faces = TileFaces(detector)
     faces(image, to_gray(image), tiles, 0.0)
     assert detector.looks == [t.box for t in tiles]   # never looked at: all at once
     moved = 255 - image
-    for timestamp, expected in ((0.1, tiles[:TILE_LOOKS_PER_FRAME]), (0.2, tiles[TILE_LOOKS_PER_FRAME:]), (0.3, ())):
+    chunks = [tiles[i:i + TILE_LOOKS_PER_FRAME] for i in range(0, len(tiles), TILE_LOOKS_PER_FRAME)]
+    for step, expected in enumerate([*chunks, ()]):
         del detector.looks[:]
-        found = faces(moved, to_gray(moved), tiles, timestamp)
+        found = faces(moved, to_gray(moved), tiles, 0.1 * (step + 1))
         assert detector.looks == [t.box for t in expected]
         assert [f.tile for f in found] == list(tiles)     # the others keep their last look meanwhile
+    assert detector.passes == 2                           # the first frame, and the frame they all changed
+
+
+def test_the_whole_frame_pass_is_reused_while_the_tiles_do_not_change():
+    tiles = tuple(Tile(0, c, Box(c * 40, 0, 40, 30)) for c in range(3))
+    image = np.random.default_rng(0).integers(0, 255, (30, 120, 3), np.uint8)
+    detector = CountingDetector(list(tiles))
+    faces = TileFaces(detector)
+    first = faces(image, to_gray(image), tiles, 0.0)
+    noisy = np.clip(image + np.random.default_rng(1).normal(0, 3, image.shape), 0, 255).astype(np.uint8)
+    assert faces(noisy, to_gray(noisy), tiles, 0.5) == first     # sensor noise: nothing detected again
+    assert (detector.passes, detector.looks) == (1, [])
+    changed = noisy.copy()
+    changed[:, 40:80] = 255 - changed[:, 40:80]
+    found = faces(changed, to_gray(changed), tiles, 0.6)        # one tile changed: looked at alone
+    assert (detector.passes, detector.looks) == (1, [tiles[1].box])
+    by_tile = {f.tile: f for f in found}
+    assert list(by_tile) == [tiles[0], tiles[2], tiles[1]] and by_tile[tiles[1]].score == 0.7   # from the look
+    faces(changed, to_gray(changed), tiles + (Tile(1, 0, Box(0, 0, 120, 1)),), 0.7)   # a new tile: a new pass
+    assert detector.passes == 2
 
 
 def test_second_look_finds_the_small_gallery_faces_the_whole_frame_misses(demo_faces):
@@ -251,7 +277,9 @@ def test_only_changed_faces_are_classified_and_each_keeps_its_own_result(demo_fa
     assert by_tile(result).keys() == by_tile(fresh).keys()
     for key, probabilities in by_tile(result).items():
         if key in ("r1c1", "r2c2", "r3c3"):   # the new faces' own results, as a fresh analysis gives them
-            np.testing.assert_allclose(probabilities, by_tile(fresh)[key], atol=1e-5, err_msg=key)
+            # (up to landmark jitter: a changed tile is looked at alone, not in the whole-frame pass)
+            np.testing.assert_allclose(probabilities, by_tile(fresh)[key], atol=0.05, err_msg=key)
+            assert np.argmax(probabilities) == np.argmax(by_tile(fresh)[key])
         else:                                 # the others keep theirs
             assert probabilities == by_tile(first)[key], key
     np.testing.assert_allclose(by_tile(result)["r1c1"], by_tile(first)["r2c2"], atol=0.05)   # it moved with its face
