@@ -1,9 +1,9 @@
 """Frame -> tiles -> faces -> aligned crops -> emotions -> per-student rows.
 
-``Analyzer.analyze`` is the whole analysis of one frame. ``run_offline`` analyses every
-frame of a file in order; ``run_live`` keeps the annotated feed at the source's rate
-while analysis runs on its own thread on the newest frame, dropping (and counting)
-frames it had no time for.
+``Analyzer.analyze`` is the whole analysis of one frame; in a stream it classifies only the
+faces whose picture changed. ``run_offline`` analyses every frame of a file in order;
+``run_live`` keeps the annotated feed at the source's rate while analysis runs on its own
+thread, a few times a second, on the newest frame, and accounts for every frame it skipped.
 """
 
 from __future__ import annotations
@@ -340,8 +340,9 @@ def run_live(source: Iterable[Frame], analyzer: Analyzer, outputs: Sequence[Outp
     Results travel to this thread through a queue and reach the listeners (table, JSON, record)
     exactly once each, in order, so none of them needs to be thread-safe. The run ends when the
     source does, when ``stop`` is set, or ``duration`` seconds of ``clock`` after the start; the
-    frame in analysis is then waited for (``join_seconds`` at most, else counted unfinished).
-    Ctrl-C ends the loop; the caller closes sinks.
+    frame in analysis is then waited for (``join_seconds`` at most, else counted unfinished)
+    and its result delivered. Ctrl-C ends the loop the same way, then propagates; ``stats``
+    (filled in as the run goes) holds the counts then. The caller closes sinks.
     """
     stats, meter, start = stats or RunStats(), _RateMeter(clock), clock()   # filled in as it goes (see run_offline)
     stop = stop or threading.Event()
@@ -390,14 +391,16 @@ def run_live(source: Iterable[Frame], analyzer: Analyzer, outputs: Sequence[Outp
             _emit(frame.image, latest, outputs)
             stats.frames += 1
         finished = True
+    except KeyboardInterrupt:
+        finished = True   # a stop like any other: the finished results still count
+        raise
     finally:
         stats.dropped += mailbox.close()
         worker.join(timeout=join_seconds)
-        stats.seconds = clock() - start
+        if finished and not failure:
+            deliver()   # the last results still count, and the record gets them
         stats.unfinished = mailbox.taken - stats.analysed   # a stopped run (Ctrl-C) accounts for every frame too
+        stats.seconds = clock() - start
     if failure:
         raise failure[0]
-    if finished:
-        deliver()   # the last results still count, and the record gets them
-    stats.unfinished = mailbox.taken - stats.analysed
     return stats

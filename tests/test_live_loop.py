@@ -227,3 +227,18 @@ def test_live_duration_is_wall_time_and_the_stop_line_adds_up(xvfb, config_home)
     assert out == analysed + dropped + skipped and 12 <= out <= 16 and seconds == 3
     assert 4 <= analysed <= 7 and skipped >= out // 2
     assert time.monotonic() - start < 60
+
+
+def test_ctrl_c_still_delivers_the_finished_results_and_keeps_the_counts():
+    analyzer, heard, stats = GatedAnalyzer(3, open_all=True), [], None
+
+    def source():
+        yield frame(0)
+        wait(analyzer.started[0])
+        raise KeyboardInterrupt
+
+    from fer_overlay.pipeline import RunStats
+    stats = RunStats()
+    with pytest.raises(KeyboardInterrupt):
+        run_live(source(), analyzer, [], [lambda r: heard.append(r.frame_index)], analysis_fps=None, stats=stats)
+    assert heard == [0] and (stats.frames, stats.analysed, stats.unfinished) == (1, 1, 0)
