@@ -9,9 +9,10 @@ participant took the tile), or new tile geometry. Where no label can be read, a 
 picture suddenly changed, or a new layout, is matched to the people who lost their tile by a
 tiny colour signature of the tile (``tile_looks``: 48 numbers, never an image) and its position.
 
-A person's id never changes meaning: an id once shown is never given to someone else, and
-every id a person was shown under (a tile key before the label was read, an earlier winner of
-the vote) stays in ``aliases``, so the session record can fold those rows into one.
+An id stands for one person: it is given to someone else only when it was a tile key whose
+unnamed person is forgotten, or a name a misread gave someone for a moment. Every id a person
+was shown under (a tile key before the label was read, an earlier winner of the vote) stays in
+``aliases``, so the session record can fold those rows into one.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ class _Challenge:
 
     reading: str
     first: float
-    reads: int = 1
+    reads: int = 0
 
 
 @dataclass(frozen=True)
@@ -262,7 +263,7 @@ class Roll:
         """Counts a different reading on ``key``; True once it was read often and long enough."""
         challenge = self._challenges.get(key)
         if challenge is None or self._key(challenge.reading) != self._key(reading):
-            challenge = self._challenges[key] = _Challenge(reading, now, 0)
+            challenge = self._challenges[key] = _Challenge(reading, now)
         challenge.reads += 1
         return challenge.reads >= CHALLENGE_READS and now - challenge.first >= CHALLENGE_SECONDS
 
@@ -342,10 +343,11 @@ class Roll:
         self._by_key.setdefault(self._key(reading), set()).add(person.pid)
         if self.pseudonyms:
             self._rename(person, self.pseudonyms(f"\0{person.pid}"))
-            return
-        top = max((r for r in person.votes if self._free_for(person, r)), key=person.votes.__getitem__, default=None)
-        if top is not None and person.votes[top] >= RENAME_MARGIN * person.votes.get(person.id, 0):
-            self._rename(person, top)
+        elif reading != person.id:   # (the shown name gaining a vote still leads: most frames)
+            top = max((r for r in person.votes if self._free_for(person, r)), key=person.votes.__getitem__,
+                      default=None)
+            if top is not None and person.votes[top] >= RENAME_MARGIN * person.votes.get(person.id, 0):
+                self._rename(person, top)
 
     def _free_for(self, person: Person, name: str) -> bool:
         """Whether ``person`` may be shown as ``name``: no one else's id, or only an alias of someone

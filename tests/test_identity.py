@@ -103,7 +103,8 @@ def test_ocr_noise_never_adds_a_row(seed, tmp_path):
 def test_readings_are_cleaned_and_near_readings_are_one_person():
     assert [clean_reading(r) for r in ("Chen L. I", "Lena B. 11", "Vik . R.", "Omar H. l", "Student 11")] == \
         ["Chen L.", "Lena B.", "Vik R.", "Omar H.", "Student 11"]
-    assert same_person("Nia F.", "Nia") and same_person("Yusuf I.", "Yusuf 1.") and same_person("Yusuf I.", "Yusuf I. 14")
+    assert same_person("Nia F.", "Nia") and same_person("Yusuf I.", "Yusuf 1.")
+    assert same_person("Yusuf I.", "Yusuf I. 14")
     assert same_person("Alexandra Richa...", "Alexandra Richardson")
     assert not same_person("Student 1", "Student 12") and not same_person("Ana Lima", "Ana Lopez")
     assert not same_person("Amara O.", "Ben K.")
@@ -113,18 +114,15 @@ def test_a_different_name_that_persists_is_a_new_student_a_blip_is_not():
     tiles = grid(1, 2)
     look = looks_of(np.random.default_rng(0), 2)
     looks = {t.key: look[i] for i, t in enumerate(tiles)}
-    frames = [(tiles, {"r1c1": "Ana Lima", "r1c2": "Ben K."}, looks)] * 25          # 5 s
-    frames += [(tiles, {"r1c1": "Maria Gomez", "r1c2": "Ben K."}, looks)]            # one frame
-    frames += [(tiles, {"r1c1": "Ana Lima", "r1c2": "Ben K."}, looks)] * 5
-    seen = run(Tracker(), frames)
+    ana = [(tiles, {"r1c1": "Ana Lima", "r1c2": "Ben K."}, looks)] * 25                 # 5 s
+    maria = [(tiles, {"r1c1": "Maria Gomez", "r1c2": "Ben K."}, looks)]
+    seen = run(Tracker(), ana + maria + ana[:5])                                       # Maria for one frame
     assert all({s.id for s in rows} == {"Ana Lima", "Ben K."} for rows in seen)
     # Ana hands her tile to Maria (the app kept the tile, and Maria's room looks like Ana's):
     # Maria is a new student once her name was read for 2 s; Ana is listed as left.
-    frames = [(tiles, {"r1c1": "Maria Gomez", "r1c2": "Ben K."}, looks)] * 15
-    seen = run_on = run(tracker := Tracker(), [(tiles, {"r1c1": "Ana Lima", "r1c2": "Ben K."}, looks)] * 25) + \
-        run(tracker, frames)
-    changed = next(i for i, rows in enumerate(run_on) if "Maria Gomez" in {s.id for s in rows})
-    assert 2.0 <= (changed - 25) / FPS <= 2.5
+    seen = run(Tracker(), ana + maria * 15)
+    changed = next(i for i, rows in enumerate(seen) if "Maria Gomez" in {s.id for s in rows})
+    assert 2.0 <= (changed - len(ana)) / FPS <= 2.5
     assert {s.id: s.status for s in seen[-1]} == {"Maria Gomez": "present", "Ben K.": "present", "Ana Lima": "left"}
 
 
