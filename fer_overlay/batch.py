@@ -58,6 +58,7 @@ BATCH_OPTIONS = {"command", "handler", "inputs", "out", "workers", "address", "a
 class State(Enum):
     DONE = "analysed"
     EARLIER = "finished earlier"   # a record of the same content was already in DIR: not analysed again
+    SAME = "same content as another input"   # analysed once, under the first input's name
     FAILED = "failed"
     STOPPED = "not finished"       # Ctrl-C came first
 
@@ -136,9 +137,10 @@ def record_name(recording: Recording) -> str:
     return f"{recording.path.stem}.{recording.key}.db"
 
 
-def finished_record(out: Path, recording: Recording) -> Path | None:
-    """The finished record of this content in ``out`` under any file name, or None."""
-    return next(iter(sorted((out / RECORDS).glob(f"*.{recording.key}.db"))), None)
+def finished_records(out: Path) -> dict[str, Path]:
+    """Content key -> the finished record of that content in ``out`` (under any file name)."""
+    records = sorted((out / RECORDS).glob("*.db"), reverse=True)
+    return {path.name.rsplit(".", 2)[-2]: path for path in records if path.name.count(".") >= 2}
 
 
 # ---------------------------------------------------------------- worker side
@@ -270,27 +272,35 @@ def run_batch(args, console: Console) -> int:
     _analyzer(settings, Console(file=io.StringIO()))
     _remove_leftovers(out)
     outcomes: dict[Path, Outcome] = {}
-    todo: list[Recording] = []
+    todo: dict[str, Recording] = {}      # content key -> the first input with that content
+    copies: list[Recording] = []
+    finished = finished_records(out)
     for recording in _identify(paths, console):
-        record = finished_record(out, recording) if recording.sha256 else None
         if not recording.sha256:
-            outcomes[recording.path] = Outcome(recording, State.FAILED, error="cannot be read")
-        elif record:
-            outcomes[recording.path] = Outcome(recording, State.EARLIER, record)
+            reason = "not found" if not recording.path.exists() else "cannot be read (permissions?)"
+            outcomes[recording.path] = Outcome(recording, State.FAILED, error=reason)
+        elif recording.key in finished:
+            outcomes[recording.path] = Outcome(recording, State.EARLIER, finished[recording.key])
+        elif recording.key in todo:
+            copies.append(recording)
         else:
-            todo.append(recording)
+            todo[recording.key] = recording
     console.print(f"{len(paths)} recording(s): {len(todo)} to analyse, "
                   f"{sum(o.state is State.EARLIER for o in outcomes.values())} finished earlier", highlight=False)
     _remind(out, args.retention, console)
     interrupted = False
     if todo:
         try:
-            for outcome in _run(todo, out, settings, args, console):
+            for outcome in _run(list(todo.values()), out, settings, args, console):
                 outcomes[outcome.recording.path] = outcome
         except KeyboardInterrupt:
             interrupted = True
-    for recording in todo:
+    for recording in todo.values():
         outcomes.setdefault(recording.path, Outcome(recording, State.STOPPED))
+    for twin in copies:
+        first = outcomes[todo[twin.key].path]
+        outcomes[twin.path] = Outcome(twin, State.SAME if first.state is State.DONE else first.state,
+                                      first.record, first.error)
     ordered = [outcomes[p] for p in paths]
     rows = write_table(ordered, out / TABLE, args.retention)
     write_summary(ordered, out / SUMMARY, args, rows)
@@ -299,7 +309,7 @@ def run_batch(args, console: Console) -> int:
     for outcome in failed:
         console.print(f"failed: {outcome.recording.path}: {outcome.error}", highlight=False, soft_wrap=True)
     counts = ", ".join(f"{sum(o.state is state for o in ordered)} {state.value}" for state in State
-                       if state is not State.STOPPED or interrupted)
+                       if state in (State.DONE, State.FAILED) or any(o.state is state for o in ordered))
     console.print(f"{counts}; table: {out / TABLE} ({rows} rows); summary: {out / SUMMARY}",
                   highlight=False, soft_wrap=True)
     if interrupted:
@@ -340,14 +350,17 @@ def _run(todo: list[Recording], out: Path, settings: argparse.Namespace, args, c
         running: dict[str, float] = {}   # key -> minutes done in a file still being analysed
         done = [0.0]
         shown: set[str] = set()          # the analyzer's notes, each printed once
+        lock = threading.Lock()          # events arrive on the client's own thread
 
         def show() -> None:
-            now = done[0] + sum(running.values())
+            with lock:
+                now = done[0] + sum(running.values())
             progress.update(minutes, completed=now, amount=f"{now:.1f}/{total:.1f}")
 
         def on_event(event) -> None:
             message = event[1]
-            running[message["key"]] = message["minutes"]
+            with lock:
+                running[message["key"]] = message["minutes"]
             show()
 
         client.register_plugin(AnalyzerPlugin(settings), name=PLUGIN)
@@ -362,8 +375,9 @@ def _run(todo: list[Recording], out: Path, settings: argparse.Namespace, args, c
                 except Exception as exc:   # e.g. KilledWorker: it died on this file again and again
                     outcome = Outcome(recording, State.FAILED, error=f"{type(exc).__name__}: the worker "
                                       "analysing it died each time (out of memory?)")
-                running.pop(recording.key, None)
-                done[0] += recording.minutes
+                with lock:
+                    running.pop(recording.key, None)
+                    done[0] += recording.minutes
                 show()
                 progress.update(files, completed=count, amount=f"{count}/{len(todo)}")
                 for note in (n for n in outcome.notes if n not in shown):
@@ -431,14 +445,14 @@ def write_table(outcomes: list[Outcome], path: Path, retention: float) -> int:
     """
     partial = path.with_name(path.name + PARTIAL)
     count = 0
+    records = dict.fromkeys(o.record for o in outcomes if o.record)   # one content given twice: its rows once
     with partial.open("w", newline="", encoding="utf-8") as file:
         writer = csv.DictWriter(file, TABLE_COLUMNS)
         writer.writeheader()
-        for outcome in outcomes:
-            if outcome.record:
-                rows = minute_rows(outcome.record, retention)
-                writer.writerows(rows)
-                count += len(rows)
+        for record in records:
+            rows = minute_rows(record, retention)
+            writer.writerows(rows)
+            count += len(rows)
     os.replace(partial, path)
     return count
 

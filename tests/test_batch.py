@@ -57,11 +57,14 @@ def config(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory):
-    """Three lectures (lecture1 is longer: it is the one whose worker is killed) and a corrupt file."""
+    """Three lectures (lecture1 is longer: it is the one whose worker is killed), a corrupt file and,
+    in a subfolder, a copy of lecture0 under another name."""
     folder = tmp_path_factory.mktemp("videos")
     for seed, name in enumerate(LECTURES):
         make_video(folder / f"{name}.mp4", seed, seconds=6 if name == "lecture1" else 3)
     (folder / "broken.mp4").write_bytes(b"this is no video" * 64)
+    (folder / "spring").mkdir()   # after lecture*.mp4 in the sorted scan: the copy is the second one
+    shutil.copy(folder / "lecture0.mp4", folder / "spring" / "copy-of-0.mp4")
     return folder
 
 
@@ -104,7 +107,10 @@ def test_corrupt_file_is_reported_and_the_rest_finish(first_batch, videos):
     failed = summary.split("## Failed")[1]
     assert "broken.mp4" in failed and "not a readable video" in failed
     assert "| analysed | 3 |" in summary and "| failed | 1 |" in summary
-    assert len(list((out / RECORDS).glob("*.db"))) == 3
+    assert "| same content as another input | 1 |" in summary
+    assert [line for line in summary.splitlines() if line.startswith("| copy-of-0.mp4 | ")][0].split(" | ")[2] \
+        == "same content as another input"
+    assert len(list((out / RECORDS).glob("*.db"))) == 3   # the copy was analysed once, as lecture0
 
 
 def test_table_is_each_records_minutes(first_batch, videos):
