@@ -2,9 +2,15 @@
 
 A run lives in one folder: ``config.json``, ``last.keras`` (weights + optimizer state,
 written atomically after every epoch), ``best.keras`` (best PublicTest accuracy so far),
-``history.jsonl`` (one line per epoch) and ``train.log``. The learning-rate schedule is a
-function of the optimizer's step counter and the augmentation is seeded by
-``(seed, epoch, batch)``, so stopping and resuming gives the same run as not stopping.
+``history.jsonl`` (one line per epoch), ``state.json`` and ``train.log``. The learning-rate
+schedule is a function of the optimizer's step counter and the augmentation is seeded by
+``(seed, epoch, batch)`` and dropout by ``(seed, epoch)``, so stopping and resuming gives the
+same run as not stopping.
+
+Every file is replaced atomically, in the order history, ``last.keras``, ``best.keras``,
+state. ``last.keras`` is the commit point: its optimizer step counter says how many epochs
+it holds, so a run killed between any two writes resumes after exactly those epochs, with
+one history line each (a line past the checkpoint is dropped and its epoch trained again).
 """
 
 from __future__ import annotations
@@ -88,10 +94,55 @@ def _stretch_schedule(model: keras.Model, config: TrainConfig, steps: int) -> No
         variable.assign(value)
 
 
+def _seed_dropout(model: keras.Model, config: TrainConfig, epoch: int) -> None:
+    """Dropout masks from ``(seed, epoch, layer)``, like the augmentation. Keras does not save where
+    a layer's generator stands, so otherwise a resumed run would draw other masks than an unbroken one."""
+    generators = [layer.seed_generator for layer in model.layers if hasattr(layer, "seed_generator")]
+    for index, generator in enumerate(generators):
+        generator.state.assign(keras.ops.convert_to_tensor(
+            [config.seed * 1000 + index, epoch * 1_000_000], dtype=generator.state.dtype))
+
+
 def _atomic_save(model: keras.Model, path: Path) -> None:
     tmp = path.with_name(path.stem + ".tmp.keras")
     model.save(tmp)
     os.replace(tmp, path)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Replace ``path`` whole: a kill leaves the old file or the new one, never half of one."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _write_history(path: Path, history: list[dict]) -> None:
+    _atomic_write(path, "".join(json.dumps(record) + "\n" for record in history))
+
+
+def _read_history(path: Path) -> list[dict]:
+    """One record per epoch, in order. Older versions appended, so a kill could leave a cut last
+    line (skipped) or an epoch twice (the later line is the one the weights continued from)."""
+    records: dict[int, dict] = {}
+    for line in path.read_text().splitlines() if path.exists() else ():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        records[record["epoch"]] = record
+    return [records[epoch] for epoch in sorted(records)]
+
+
+def _state_from(history: list[dict], epoch: int, state: dict) -> dict:
+    """The state after ``epoch`` epochs, from their history lines (``state`` where a line is missing)."""
+    if [h["epoch"] for h in history] != list(range(1, epoch + 1)):
+        return {**state, "epoch": epoch}
+    best = max(history, key=lambda h: h["val_accuracy"], default=None)   # the first of equals, as in training
+    return {"epoch": epoch, "best_accuracy": best["val_accuracy"] if best else 0.0,
+            "best_epoch": best["epoch"] if best else 0, "seconds": sum(h["seconds"] for h in history)}
 
 
 def fit(config: TrainConfig, run_dir: Path, resume: bool = False,
@@ -102,6 +153,7 @@ def fit(config: TrainConfig, run_dir: Path, resume: bool = False,
     logging.basicConfig(filename=run_dir / "train.log", level=logging.INFO,
                         format="%(asctime)s %(message)s", force=True)
     state_path, last_path = run_dir / "state.json", run_dir / "last.keras"
+    history_path = run_dir / "history.jsonl"
     if resume:
         if not state_path.exists():
             raise FileNotFoundError(f"{run_dir} has no run to resume; leave out --resume to start one")
@@ -117,6 +169,7 @@ def fit(config: TrainConfig, run_dir: Path, resume: bool = False,
         extended = False
         state = {"epoch": 0, "best_accuracy": 0.0, "best_epoch": 0, "seconds": 0.0}
     config.save(run_dir / "config.json")
+    _atomic_write(state_path, json.dumps(state, indent=2) + "\n")   # a run killed in epoch 1 can resume
     keras.utils.set_random_seed(config.seed)
 
     data = load(config.data)
@@ -128,14 +181,25 @@ def fit(config: TrainConfig, run_dir: Path, resume: bool = False,
     val_x, val_y = to_model_input(val.pixels), np.eye(len(EMOTIONS), dtype=np.float32)[val.labels]
     steps = len(train) // config.batch_size
 
-    if state["epoch"] > 0:
+    history = _read_history(history_path)
+    if resume and state["epoch"] > 0 and not last_path.exists():
+        raise FileNotFoundError(f"{last_path} is missing: the run cannot continue; start a new one in another folder")
+    if resume and last_path.exists():
         model = keras.models.load_model(last_path)
+        done = int(model.optimizer.iterations.numpy()) // steps   # the epochs the checkpoint holds
+        history = [h for h in history if h["epoch"] <= done]
+        previous, state = state, _state_from(history, done, state)
+        if state["best_epoch"] == done and previous["best_epoch"] != done:   # killed before best.keras was saved
+            _atomic_save(model, run_dir / "best.keras")
         if extended:
             _stretch_schedule(model, config, steps)
-        console.print(f"Resuming {run_dir} at epoch {state['epoch'] + 1}/{config.epochs}")
+        console.print(f"Resuming {run_dir} at epoch {done + 1}/{config.epochs}")
     else:
+        history, state = [], {**state, "epoch": 0}
         model = build_model(config)
         compile_model(model, config, steps)
+    _write_history(history_path, history)
+    _atomic_write(state_path, json.dumps(state, indent=2) + "\n")
     logging.info("start epoch=%d config=%s machine=%s", state["epoch"], config, platform.processor())
 
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -144,6 +208,7 @@ def fit(config: TrainConfig, run_dir: Path, resume: bool = False,
         for epoch in range(state["epoch"], config.epochs):
             batches = progress.add_task(f"epoch {epoch + 1}", total=steps, info="")
             started = time.time()
+            _seed_dropout(model, config, epoch)
             logs = model.fit(epoch_dataset(pixels, y, config, epoch), epochs=1, verbose=0,
                              callbacks=[_RichBatches(progress, batches)]).history
             val_loss, val_acc = model.evaluate(val_x, val_y, batch_size=256, verbose=0)
@@ -153,13 +218,13 @@ def fit(config: TrainConfig, run_dir: Path, resume: bool = False,
                       "val_loss": val_loss, "val_accuracy": val_acc,
                       "learning_rate": float(model.optimizer.learning_rate), "seconds": seconds}
             state.update(epoch=epoch + 1, seconds=state["seconds"] + seconds)
+            history.append(record)
+            _write_history(history_path, history)
+            _atomic_save(model, last_path)   # the commit point (see the module docstring)
             if val_acc > state["best_accuracy"]:
                 state.update(best_accuracy=val_acc, best_epoch=epoch + 1)
                 _atomic_save(model, run_dir / "best.keras")
-            _atomic_save(model, last_path)
-            with open(run_dir / "history.jsonl", "a") as handle:
-                handle.write(json.dumps(record) + "\n")
-            state_path.write_text(json.dumps(state, indent=2) + "\n")
+            _atomic_write(state_path, json.dumps(state, indent=2) + "\n")
             logging.info("epoch %s", json.dumps(record))
             progress.update(epochs_task, advance=1,
                             info=f"PublicTest {val_acc:.3f} (best {state['best_accuracy']:.3f} @ {state['best_epoch']})")
