@@ -97,3 +97,18 @@ def test_a_name_read_on_another_tile_moves_there_and_a_new_layout_forgets_old_na
     moved = Tile(0, 1, Box(120, 0, 80, 80))                             # the gallery was re-laid out
     _, students = tracker.update((face(moved, SAD),), (T1, moved), 2.0)
     assert _rows(students) == {"r1c1": "no_face", "r1c2": "present", "Ana": "left"}
+
+
+def test_a_student_back_under_a_tile_key_rejoins_their_row_with_that_history():
+    tracker = Tracker(half_life=0.0)
+    tracker.update((face(T1, HAPPY),), (T1, T2), 0.0, names={"r1c1": "Ana"})
+    _, students = tracker.update((), (T2,), 1.0)                      # she left: her tile is gone
+    assert _rows(students) == {"r1c2": "no_face", "Ana": "left"}
+    for t in (2.0, 3.0):                                              # back on a new tile, label not read yet
+        _, students = tracker.update((face(T3, SAD),), (T2, T3), t)
+    assert _rows(students) == {"r1c2": "no_face", "r2c1": "present", "Ana": "left"}
+    faces, students = tracker.update((face(T3, SAD),), (T2, T3), 4.0, names={"r2c1": "Ana"})
+    assert _rows(students) == {"r1c2": "no_face", "Ana": "present"} and faces[0].student == "Ana"
+    ana = next(s for s in students if s.id == "Ana")
+    assert ana.aliases == ("r2c1",)                                   # the record folds r2c1's rows into hers
+    assert ana.mix[EMOTIONS.index("sad")] == pytest.approx(0.75)      # 3 sad frames on r2c1 and now, 1 happy
