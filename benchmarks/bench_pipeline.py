@@ -6,7 +6,9 @@ Two frames: a 1920x1080 generated gallery of 25 bundled faces (FER2013 PrivateTe
 real full-window Zoom capture from ``../shared/data/meetings`` (read there, never copied). For
 each: ms per stage with the layout unchanged (what every live frame pays), the first frame
 (grid found, every label read, every faceless tile looked at again), and the whole analysis
-with names, as the CLI runs it. With ``--fer`` (and the ``fer`` package installed in the same
+with names, as the CLI runs it: on the unchanged picture (each face keeps its last result)
+and with every face classified again (the figure to compare, and the one the ``fer`` ratio
+uses). With ``--fer`` (and the ``fer`` package installed in the same
 environment) it also times ``FER().detect_emotions`` on the generated frame for a same-run ratio.
 
 ``fer`` needs OpenCV's Haar cascades, which opencv 5 dropped, so it gets its own venv:
@@ -87,7 +89,7 @@ def stage_table(title: str, image, repeats: int) -> tuple[Table, float]:
     ms, crops = timed(lambda: crops_of(gray, faces), repeats)
     rows.append(("align + crop", ms))
     ms, _ = timed(lambda: analyzer.classifier.predict(crops), repeats)
-    rows.append((f"classify (LiteRT + flip, {len(faces)} faces)", ms))
+    rows.append((f"classify every face (LiteRT, flip where unsure, {len(faces)} faces)", ms))
     classified = analyzer.classify(gray, faces)
     ms, looks = timed(lambda: tile_looks(image, tiles), repeats)
     rows.append(("identity: tile looks (follow students whose label is unread)", ms))
@@ -98,6 +100,10 @@ def stage_table(title: str, image, repeats: int) -> tuple[Table, float]:
     rows.append((f"identity + track + smooth ({len(names)} names read)", ms))
     frame = Frame(image, 1, now)
     end_to_end, result = timed(lambda: analyzer.analyze(frame), repeats)
+    # Each call 2.1 s after the last: no face's result is reused (FACE_MAX_AGE), as when every
+    # student's face changed; stale second looks are looked at again too (3 tiles a frame).
+    later = iter(range(2, 10**6))
+    every_face, _ = timed(lambda: analyzer.analyze(Frame(image, 2, now + 2.1 * next(later))), repeats)
     annotate_ms, _ = timed(lambda: Annotator("full").annotate(image, result), repeats)
 
     table = Table(title=f"{title}: {image.shape[1]}x{image.shape[0]}, median of {repeats} runs")
@@ -105,12 +111,14 @@ def stage_table(title: str, image, repeats: int) -> tuple[Table, float]:
     table.add_column("ms", justify="right")
     for name, value in rows:
         table.add_row(name, f"{value:.1f}")
-    table.add_row("[bold]analysis per frame, layout unchanged (the CLI default)",
-                  f"[bold]{end_to_end:.1f}  ({1000 / end_to_end:.1f} frames/s)")
+    table.add_row("analysis per frame, picture unchanged (each face's result kept, the CLI default)",
+                  f"{end_to_end:.1f}  ({1000 / end_to_end:.1f} frames/s)")
+    table.add_row("[bold]analysis per frame, every face classified (as if every face changed)",
+                  f"[bold]{every_face:.1f}  ({1000 / every_face:.1f} frames/s)")
     table.add_row("first frame (grid, every label read, every faceless tile looked at)",
                   f"{first_frame_ms(image, repeats):.0f}")
     table.add_row("annotate (full mode, output thread)", f"{annotate_ms:.1f}")
-    return table, end_to_end
+    return table, every_face
 
 
 def main() -> None:
@@ -133,7 +141,7 @@ def main() -> None:
         fer_ms, found = timed(lambda: detector.detect_emotions(generated), max(3, args.repeats // 5))
         table.add_row(f"fer package FER().detect_emotions ({len(found)} faces)",
                       f"{fer_ms:.1f}  ({1000 / fer_ms:.2f} frames/s)")
-        table.add_row("[bold]speed-up over fer (same run)", f"[bold]{fer_ms / end_to_end:.1f}x")
+        table.add_row("[bold]speed-up over fer (same run, every face classified)", f"[bold]{fer_ms / end_to_end:.1f}x")
     console.print(table)
     real = cv2.imread(str(args.real), cv2.IMREAD_COLOR)
     if real is None:
