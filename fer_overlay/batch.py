@@ -271,6 +271,7 @@ def run_batch(args, console: Console) -> int:
     # A broken model or an --exclude that cannot work fails here, before any cluster starts.
     _analyzer(settings, Console(file=io.StringIO()))
     _remove_leftovers(out)
+    _expire(out, args.retention, console)   # before the keys are read: an expired recording is not finished
     outcomes: dict[Path, Outcome] = {}
     todo: dict[str, Recording] = {}      # content key -> the first input with that content
     copies: list[Recording] = []
@@ -287,7 +288,6 @@ def run_batch(args, console: Console) -> int:
             todo[recording.key] = recording
     console.print(f"{len(paths)} recording(s): {len(todo)} to analyse, "
                   f"{sum(o.state is State.EARLIER for o in outcomes.values())} finished earlier", highlight=False)
-    _remind(out, args.retention, console)
     interrupted = False
     if todo:
         try:
@@ -395,13 +395,20 @@ def _remove_leftovers(out: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _remind(out: Path, retention: float, console: Console) -> None:
-    from fer_overlay.record import count_older
-    old = sum(count_older(path, retention) for path in (out / RECORDS).glob("*.db"))
-    if old:
-        days = f"{retention / 86400:g}d"
-        console.print(f"reminder: {out / RECORDS} holds {old} record(s) older than {days}; delete them with "
-                      f"'fer-overlay purge RECORD --older-than {days}'", highlight=False, soft_wrap=True)
+def _expire(out: Path, retention: float, console: Console) -> None:
+    """Delete the records past the retention period, as ``analyze --record`` does with its file.
+
+    What the chat notice promises ("deleted after 30 days") holds for a term's records too. The rows
+    are overwritten first (``purge``), then the file goes; its recording counts as not analysed.
+    """
+    from fer_overlay.record import count_older, purge
+    expired = [path for path in sorted((out / RECORDS).glob("*.db")) if count_older(path, retention)]
+    for path in expired:
+        purge(path, retention)
+        path.unlink()
+    if expired:
+        console.print(f"deleted {len(expired)} record(s) older than {retention / 86400:g} days (--retention) "
+                      f"from {out / RECORDS}", highlight=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------- across recordings

@@ -140,6 +140,13 @@ def test_rerun_skips_finished_recordings_by_content(first_batch, videos, tmp_pat
     """A rerun, with one lecture renamed and the list given as a .txt file, analyses nothing."""
     out, _ = first_batch
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (out / RECORDS).glob("*.db")}
+    # A record of another term, past the 30-day retention: deleted, as the chat notice promises.
+    expired = out / RECORDS / f"old.{'0' * 16}.db"
+    shutil.copy(record_of(out, videos / "lecture0.mp4"), expired)
+    con = sqlite3.connect(expired)
+    with con:
+        con.execute("UPDATE sessions SET started_at = started_at - 31 * 86400")
+    con.close()
     renamed = tmp_path / "renamed.mp4"
     shutil.copy(videos / "lecture2.mp4", renamed)
     listing = tmp_path / "term.txt"
@@ -148,6 +155,7 @@ def test_rerun_skips_finished_recordings_by_content(first_batch, videos, tmp_pat
     assert main(["batch", str(listing), "--out", str(out), "--accept-notice"]) == 0
     said = capsys.readouterr().err
     assert "3 recording(s): 0 to analyse, 3 finished earlier" in said
+    assert "deleted 1 record(s) older than 30 days" in said and not expired.exists()
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (out / RECORDS).glob("*.db")} == before
     assert "| finished earlier | 3 |" in (out / SUMMARY).read_text()
 
