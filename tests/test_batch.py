@@ -68,15 +68,19 @@ def videos(tmp_path_factory):
     return folder
 
 
-@pytest.fixture(scope="module")
-def analyzed(videos, config, tmp_path_factory):
+def analyze_records(videos: Path, folder: Path, *switches: str) -> dict[str, dict]:
     """Each lecture through ``fer-overlay analyze --record``: what batch must reproduce."""
-    folder = tmp_path_factory.mktemp("analyze")
     records = {}
     for name in LECTURES:
         records[name] = folder / f"{name}.db"
-        assert main(["analyze", str(videos / f"{name}.mp4"), "--record", str(records[name]), "--no-table"]) == 0
+        assert main(["analyze", str(videos / f"{name}.mp4"), "--record", str(records[name]), "--no-table",
+                     *switches]) == 0
     return {name: rows_of(path) for name, path in records.items()}
+
+
+@pytest.fixture(scope="module")
+def analyzed(videos, config, tmp_path_factory):
+    return analyze_records(videos, tmp_path_factory.mktemp("analyze"))
 
 
 @pytest.fixture(scope="module")
@@ -160,8 +164,9 @@ def test_rerun_skips_finished_recordings_by_content(first_batch, videos, tmp_pat
     assert "| finished earlier | 3 |" in (out / SUMMARY).read_text()
 
 
-def test_killed_worker_retried_without_duplicates(videos, analyzed, config, tmp_path):
-    """``--address`` to a cluster of 2 workers; the worker on lecture1 dies after 2 committed seconds."""
+def test_killed_worker_retried_without_duplicates(videos, config, tmp_path):
+    """``--address`` to a cluster of 2 workers; the worker on lecture1 dies after 2 committed seconds.
+    With ``--anonymize``: the privacy switches reach the workers as they reach ``analyze``."""
     marker = tmp_path / "killed"
 
     class KillOnce(distributed.WorkerPlugin):
@@ -194,12 +199,15 @@ def test_killed_worker_retried_without_duplicates(videos, analyzed, config, tmp_
                                   silence_logs=50) as cluster, distributed.Client(cluster) as client:
         client.register_plugin(KillOnce(), name="kill-once")
         code = main(["batch", str(folder), "--out", str(out), "--address", cluster.scheduler_address,
-                     "--accept-notice"])
+                     "--accept-notice", "--anonymize"])
         loads = client.run(lambda dask_worker: dask_worker.plugins[PLUGIN].loads)
     assert marker.exists(), "the worker was not killed"
     assert code == 0
+    analyzed = analyze_records(videos, tmp_path, "--anonymize")
     for name in LECTURES:
-        assert rows_of(record_of(out, videos / f"{name}.mp4")) == analyzed[name], name
+        rows = rows_of(record_of(out, videos / f"{name}.mp4"))
+        assert rows == analyzed[name], name
+        assert {row[1] for row in rows["samples"]} == {f"Student {i}" for i in range(1, 5)}
     assert not list((out / RECORDS).glob(f"*{PARTIAL}*"))
     # The models were loaded once per worker process (the restarted one included), not per file.
     assert sorted(loads.values()) in ([1, 1], [0, 1])
