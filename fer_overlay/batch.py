@@ -80,9 +80,7 @@ class Outcome:
     state: State
     record: Path | None = None
     error: str = ""
-    seconds: float = 0.0      # wall time of the analysis on the worker
-    pid: int = 0              # the worker process that analysed it
-    loads: int = 0            # times that process loaded the models (1: loaded once, reused per file)
+    seconds: float = 0.0      # wall time of the analysis on the worker (what the rest of a term will cost)
     notes: tuple[str, ...] = field(default=())   # the analyzer's messages (e.g. no Tesseract)
 
 
@@ -156,7 +154,7 @@ class AnalyzerPlugin(WorkerPlugin):
 
     def __init__(self, settings: argparse.Namespace):
         self.settings = settings
-        self.loads = 0
+        self.loads = 0   # models loaded in this process: one per thread, so 1 for a worker of 1 thread
         self._analyzers: dict[int, object] = {}
         self._lock = threading.Lock()
         self.notes = io.StringIO()
@@ -208,10 +206,9 @@ def analyse(recording: Recording, out: Path) -> Outcome:
         _remove_partial(partial)
         error = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
         return Outcome(recording, State.FAILED, error=error.splitlines()[0] if error else type(exc).__name__,
-                       seconds=time.perf_counter() - start, pid=os.getpid(), loads=plugin.loads)
+                       seconds=time.perf_counter() - start)
     notes = tuple(line for line in plugin.notes.getvalue().splitlines() if line.strip())
-    return Outcome(recording, State.DONE, final, seconds=time.perf_counter() - start, pid=os.getpid(),
-                   loads=plugin.loads, notes=notes)
+    return Outcome(recording, State.DONE, final, seconds=time.perf_counter() - start, notes=notes)
 
 
 def _reporter(worker, recording: Recording, fps: float):
@@ -499,16 +496,17 @@ def write_summary(outcomes: list[Outcome], path: Path, args, rows: int) -> Path:
         "",
         "## Recordings",
         "",
-        "| file | content key | state | minutes | students | record | keep until |",
-        "|---|---|---|---|---|---|---|",
+        "| file | content key | state | minutes | analysis s | students | record | keep until |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for outcome in outcomes:
         recording = outcome.recording
+        spent = f"{outcome.seconds:.0f}" if outcome.state in (State.DONE, State.FAILED) else "-"
         if outcome.record:
             students, minutes, keep = _record_facts(outcome.record, args.retention)
-            facts = f"{minutes:.1f} | {students} | {RECORDS}/{outcome.record.name} | {keep}"
+            facts = f"{minutes:.1f} | {spent} | {students} | {RECORDS}/{outcome.record.name} | {keep}"
         else:
-            facts = f"{recording.minutes:.1f} | - | - | -"
+            facts = f"{recording.minutes:.1f} | {spent} | - | - | -"
         lines.append(f"| {recording.path.name} | {recording.key or '-'} | {outcome.state.value} | {facts} |")
     if by_state[State.FAILED]:
         lines += ["", "## Failed", ""]
