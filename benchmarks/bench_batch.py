@@ -96,7 +96,7 @@ def main_bench() -> None:
         minutes = args.files * args.seconds / 60
         print(f"{args.files} recordings x {args.seconds:g} s, 1280x720 5x5 gallery at {args.fps:g} frames/s "
               f"({minutes:.1f} min of video); {os.cpu_count()} CPU cores")
-        print("| workers | wall s | minutes of video per minute | worker CPU s | CPU s per minute of video | load avg |")
+        print("| workers | wall s | minutes of video per minute | worker CPU s | CPU s per minute of video | load |")
         print("|---|---|---|---|---|---|")
         for run, workers in enumerate(args.workers):
             out = tmp / f"out{run}"   # a fresh folder: every run analyses every file
