@@ -31,6 +31,14 @@ def _litert_interpreter(path: Path, threads: int):
     return Interpreter(model_path=str(path), num_threads=threads)
 
 
+CLASSIFIER_DYNAMIC = "emotion_cnn_dynamic.tflite"
+"""The runtime's default model: the float LiteRT export with its weights in int8 (dynamic range).
+
+Measured on FER2013 PrivateTest with ``EmotionClassifier.load(path).predict``: 71.44% (float
+file: 71.33%) with the mirror for unsure faces, 70.10% plain (70.19%); 0.69 ms of CPU per face
+against 2.54 ms on this project's 2-core machine; 1.75 MB against 6.9 MB.
+"""
+
 FLIP_BELOW = 0.6
 """A face gets the mirrored second look only when its top probability is under this.
 
@@ -61,9 +69,11 @@ class EmotionClassifier:
     @classmethod
     def load(cls, path: str | Path | None = None, *, flip_average: bool = True,
              threads: int | None = None, flip_below: float = FLIP_BELOW) -> "EmotionClassifier":
-        """Load a ``.tflite`` (fast) or ``.keras`` model; default: the bundled one."""
+        """Load a ``.tflite`` (fast) or ``.keras`` model; default: the bundled int8-weight one."""
         threads = threads or default_threads()
-        path = Path(path) if path else bundled(CLASSIFIER)
+        path = Path(path) if path else bundled(CLASSIFIER_DYNAMIC)
+        if not path.is_file() and path.name == CLASSIFIER_DYNAMIC:   # a models/ folder from before it
+            path = path.with_name(CLASSIFIER)
         if not path.is_file() and path.suffix == ".tflite" and path.with_suffix(".keras").is_file():
             path = path.with_suffix(".keras")
         if not path.is_file():

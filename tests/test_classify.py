@@ -59,3 +59,25 @@ def test_public_api_from_the_package_root():
     import fer_overlay
     probs = fer_overlay.EmotionClassifier.load().predict(np.zeros((2, 48, 48), np.uint8))
     assert probs.shape == (2, len(fer_overlay.EMOTIONS)) and fer_overlay.EMOTIONS[3] == "happy"
+
+
+def test_the_runtime_model_costs_at_most_a_third_of_a_point_on_privatetest(fer2013):
+    """Issue 12: the default model (int8 weights) with the mirror only for unsure faces against
+    the float export with the mirror for every face, and plain against plain: -0.3 points at most."""
+    from fer_overlay.classify import CLASSIFIER_DYNAMIC
+    private = fer2013["usage"] == 2
+    pixels, labels = fer2013["pixels"][private], fer2013["emotion"][private]
+
+    def accuracy(classifier):
+        return float((classifier.predict(pixels).argmax(axis=1) == labels).mean())
+
+    default = EmotionClassifier.load()
+    assert default.flip_below < 1.0
+    quantised = bundled(CLASSIFIER_DYNAMIC)
+    floating = bundled("emotion_cnn.tflite")
+    runtime, reference = accuracy(default), accuracy(EmotionClassifier.load(floating, flip_below=1.0))
+    plain, plain_reference = (accuracy(EmotionClassifier.load(path, flip_average=False)) for path in (quantised, floating))
+    print(f"PrivateTest: runtime {runtime:.4f} (float, flip on every face {reference:.4f}); "
+          f"plain {plain:.4f} (float {plain_reference:.4f})")
+    assert runtime >= reference - 0.003 and plain >= plain_reference - 0.003
+    assert quantised.stat().st_size < floating.stat().st_size / 3

