@@ -33,6 +33,7 @@ JUMPED = 16.0            # mean colour difference (0-255) above which a tile sho
 SAME_LOOK = 14.0         # ... below which a tile that lost its label still shows the same person
 LOOK_MARGIN = 4.0        # ... and this much closer than the next candidate (camera-off tiles look alike)
 MOVE_COST = 2.0          # look difference added per tile width a person would have moved
+SAME_PLACE = 0.8         # box overlap (IoU) of a tile found again in its place
 CHALLENGE_READS = 3      # frames a different name must be read on a tile before it names a new person
 CHALLENGE_SECONDS = 2.0  # ... over at least this long
 REMEMBER = 30.0          # seconds a person who lost their tile can still be found by their look
@@ -63,6 +64,15 @@ def tile_looks(image: np.ndarray, tiles: Sequence[Tile]) -> dict[str, np.ndarray
 
 def look_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a - b).mean())
+
+
+def _same_places(tiles: tuple[Tile, ...], before: tuple[Tile, ...]) -> bool:
+    """Whether ``tiles`` are the tiles of ``before``, a pixel or two aside: the grid found again
+    (every few seconds, to be safe) is no new layout."""
+    if len(tiles) != len(before):
+        return False
+    old = {t.key: t.box for t in before}
+    return all(t.key in old and t.box.iou(old[t.key]) >= SAME_PLACE for t in tiles)
 
 
 @dataclass
@@ -128,8 +138,9 @@ class Roll:
         looks = looks or {}
         keys = {tile.key for tile in tiles}
         readings = {key: text for key, raw in readings.items() if key in keys and (text := self._clean(raw))}
-        if tiles != self._layout:   # new geometry: no tile's person carries over by position
-            self._on, self._challenges, self._layout = {}, {}, tiles
+        if not _same_places(tiles, self._layout):   # new geometry: no tile's person carries over by position
+            self._on, self._challenges = {}, {}
+        self._layout = tiles
         before = {key: self.people[pid] for key, pid in self._on.items() if pid in self.people}
         placed: dict[str, Person] = {}
         on: set[int] = set()   # pids of ``placed``
@@ -159,10 +170,11 @@ class Roll:
             other, sure = self._owner_of(reading, on | ({mine.pid} if mine else set()))
             if other is not None:
                 # Their old tile reads them no more (a name is on one tile) and this tile shows a new
-                # picture (or its look is unknown): the gallery moved them here. Else a misread until
-                # it persists (two single-frame misreads can look like a swap; a swap moves pictures).
+                # picture (or, its look unknown, their very name is read): the gallery moved them here.
+                # Else a misread until it persists (two single-frame misreads can look like a swap;
+                # a swap moves pictures).
                 look = looks.get(key)
-                moved = sure and other.pid in self._on.values() and (look is None or self._jumped(mine, look))
+                moved = other.pid in self._on.values() and (self._jumped(mine, look) if look is not None else sure)
                 if not free or not mine.named or moved or self._challenged(key, reading, now):
                     if free and not mine.named and not moved:
                         self._merge(mine, other)   # the tile's unnamed person was them all along
@@ -294,13 +306,10 @@ class Roll:
         width = max(float(np.median([t.box.w for t in layout])), 1.0)
         look = np.array([[look_distance(p.look, looks[t.key]) for p in people] for t in tiles])
         moved = np.array([[np.hypot(*np.subtract(p.box.center, t.box.center)) / width for p in people] for t in tiles])
-        cost = look + MOVE_COST * moved
+        cost = np.where(look <= SAME_LOOK, look + MOVE_COST * moved, np.inf)
         pairs = []
         while np.isfinite(cost).any():
             i, j = np.unravel_index(np.argmin(cost), cost.shape)
-            if look[i, j] > SAME_LOOK:
-                cost[i, j] = np.inf
-                continue
             rivals = np.concatenate([np.delete(cost[i], j), np.delete(cost[:, j], i)])
             if not rivals.size or rivals.min() - cost[i, j] >= LOOK_MARGIN:
                 pairs.append((tiles[i], people[j]))

@@ -221,3 +221,15 @@ def test_a_session_file_from_before_aliases_is_read_and_written_to(tmp_path):
     with sqlite3.connect(path) as con:
         assert dict(con.execute("SELECT alias, student FROM aliases")) == {"r1c1": "Ben K."}
     assert list(load_session(path).students) == ["Ben K."]
+
+
+def test_the_grid_found_again_a_pixel_off_is_the_same_layout():
+    """The tile finder looks again every few seconds; a box a pixel wider is no reshuffle, so an
+    unread student keeps their tile even where their picture changed (a camera turned off)."""
+    tiles = grid(1, 2)
+    again = tuple(Tile(t.row, t.col, Box(t.box.x, t.box.y, t.box.w + 1, t.box.h)) for t in tiles)
+    looks = looks_of(np.random.default_rng(4), 3)
+    tracker = Tracker()
+    run(tracker, [(tiles, {"r1c1": "Ana Lima"}, {"r1c1": looks[0], "r1c2": looks[1]})] * 3)
+    _, rows = tracker.update((), again, 1.0, {}, looks={"r1c1": looks[2], "r1c2": looks[1]})
+    assert {s.tile.key: s.id for s in rows} == {"r1c1": "Ana Lima", "r1c2": "r1c2"}
