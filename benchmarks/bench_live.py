@@ -90,13 +90,15 @@ def make_clip(path: Path, seconds: float, fps: float) -> list[Event]:
     order = list(rng.permutation(len(pixels)))
     faces = [None if i in CAMERA_OFF else pixels[order.pop()] for i in range(ROWS * COLS)]
     names = list(NAMES[: ROWS * COLS])
-    join_at = round(seconds * JOIN_SHARE) + CHANGE_EVERY / 2   # between two changes
+    join_at = round(seconds * JOIN_SHARE) + CHANGE_EVERY / 2 + 0.3   # between two changes
     scenes = {0.0: _scene(faces[:-1], names[:-1])}
     current = _labels(analyzer, scenes[0.0])
     events = []
     video = [i for i in range(ROWS * COLS - COLS) if i not in CAMERA_OFF]   # rows 1-4: their boxes never move
     sure = EmotionClassifier.load().predict(pixels)
-    at, turn = CHANGE_EVERY, 0
+    # Changes fall on any frame, not in step with the analysis (a change on a due time is seen at once).
+    offsets = np.random.default_rng(5).integers(0, round(fps), 10**3) / fps
+    at, turn = CHANGE_EVERY + offsets[0], 0
     while at < seconds - 2:
         if at > join_at and join_at not in scenes:
             joined = _scene(faces, names)
@@ -119,7 +121,7 @@ def make_clip(path: Path, seconds: float, fps: float) -> list[Event]:
             if key in found and found[key] != current.get(key):   # the analysis itself sees a new label
                 events.append(Event(at, key, found[key], "change"))
             current = found
-        at += CHANGE_EVERY
+        at = round(CHANGE_EVERY * (turn + 1) + offsets[turn], 3)
     if join_at not in scenes:
         scenes[join_at] = joined = _scene(faces, names)
         events.append(Event(join_at, joined.tiles[-1].key, _labels(analyzer, joined).get(joined.tiles[-1].key, ""),
