@@ -140,7 +140,6 @@ def _litert_runner(path: Path, threads: int):
         interpreter.allocate_tensors()   # makes the delegate, here rather than mid-run on another thread
     allocated = [tuple(interpreter.get_input_details()[0]["shape"])]
 
-
     def run(x: np.ndarray) -> np.ndarray:
         # Re-allocating costs ~1 ms, so only when the number of faces changes.
         if allocated[0] != x.shape:

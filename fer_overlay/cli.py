@@ -119,6 +119,13 @@ def _common(parser: argparse.ArgumentParser, outputs: bool = True) -> None:
     parser.add_argument("--retention", type=_age, default=RETENTION,
                         help="with --record: delete the sessions older than this from the file when the run "
                              "starts (default 30d; 'fer-overlay notice --record' promises the same)")
+    parser.add_argument("--signals", choices=("emotions", "attention", "both"), default="both",
+                        help="what to infer: 'attention' = head turned towards the screen or away, face there "
+                             "or not, camera on or off, and loads no emotion model (default both)")
+    parser.add_argument("--flag-away", type=_number(float, "a share from 0 to 1, like 0.5", low=0, high=1),
+                        default=0.5,
+                        help="flag a student not looking (head away or no face) for at least this share of "
+                             "the --for window (default 0.5)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -217,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     notice.add_argument("--retention", type=_age, default=RETENTION,
                         help="with --record: say that sessions older than this are deleted (default 30d; "
                              "give runs the same --retention)")
+    notice.add_argument("--signals", choices=("emotions", "attention", "both"), default="both",
+                        help="say what is inferred (attention: head pose and presence only, no emotion)")
     notice.set_defaults(handler=cmd_notice)
 
     report = sub.add_parser("report", help="after-class HTML report of a recorded session")
@@ -228,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
                         default=0.5, help="flag a negative share at or above this")
     report.add_argument("--for", dest="flag_for", type=_duration, default=60.0, help="... sustained this long (60s)")
     report.add_argument("--flag-absent", type=_duration, default=300.0, help="flag absence longer than this (5m)")
+    report.add_argument("--flag-away", type=_number(float, "a share from 0 to 1, like 0.5", low=0, high=1),
+                        default=0.5, help="flag not looking (head away or no face) for this share of --for")
     report.set_defaults(handler=cmd_report)
 
     purge = sub.add_parser("purge", help="delete recorded sessions older than a bound")
@@ -333,7 +344,7 @@ def cmd_monitors(args, console: Console) -> int:
 
 def cmd_notice(args, console: Console) -> int:
     from fer_overlay.notice import chat_notice
-    print(chat_notice(record=args.record, retention=args.retention))
+    print(chat_notice(record=args.record, signals=args.signals, retention=args.retention))
     return 0
 
 
@@ -361,7 +372,8 @@ def cmd_report(args, console: Console) -> int:
     _check_out_folder(args.out, "--out")
     _check_file(args.csv, "--csv")
     session = load_session(args.database, args.session)
-    rules = FlagRule(negative=args.flag_negative, for_seconds=args.flag_for, absent_seconds=args.flag_absent)
+    rules = FlagRule(negative=args.flag_negative, for_seconds=args.flag_for, absent_seconds=args.flag_absent,
+                     away=args.flag_away)
     index = write_report(session, args.out, rules)
     if args.csv:
         write_csv(session, args.csv)
@@ -371,7 +383,7 @@ def cmd_report(args, console: Console) -> int:
 
 def _analyzer(args, console: Console):
     from fer_overlay.config import Config
-    from fer_overlay.core import FlagRule
+    from fer_overlay.core import FlagRule, Signals
     from fer_overlay.names import read_roster
     from fer_overlay.pipeline import Analyzer
     roster = ()
@@ -383,7 +395,8 @@ def _analyzer(args, console: Console):
     config = Config(half_life=args.half_life, detect_width=args.detect_width, flip_average=not args.no_flip,
                     model=args.model, ocr=not args.no_ocr, roster=roster, anonymize=args.anonymize,
                     ocr_languages=tuple(lang for lang in args.ocr_lang.split("+") if lang),
-                    flag=FlagRule(negative=args.flag_negative, for_seconds=args.flag_for))
+                    flag=FlagRule(negative=args.flag_negative, for_seconds=args.flag_for, away=args.flag_away),
+                    signals=Signals(args.signals))
     exclude = frozenset(s.strip() for s in args.exclude.split(",") if s.strip())
     analyzer = Analyzer.from_config(config, exclude=exclude,
                                     notify=lambda message: console.print(message, highlight=False))
@@ -513,7 +526,7 @@ def _confirm_notice(args, console: Console) -> None:
     from fer_overlay import notice
     if notice.accepted():
         return
-    console.print(notice.LEGAL_NOTICE, highlight=False)
+    console.print(notice.legal_notice(args.signals), highlight=False)
     if args.accept_notice:
         notice.remember_acceptance()
         return
@@ -608,7 +621,8 @@ def _summary(args, console: Console) -> None:
         return
     from fer_overlay.core import FlagRule
     from fer_overlay.report import load_session, summary_text
-    rules = FlagRule(negative=args.flag_negative, for_seconds=args.flag_for)   # the user's, as in the table
+    rules = FlagRule(negative=args.flag_negative, for_seconds=args.flag_for,   # the user's, as in the table
+                     away=args.flag_away)
     console.print(summary_text(load_session(args.record), rules), highlight=False)
     console.print(f"full report: fer-overlay report {args.record} --out report/", highlight=False)
 

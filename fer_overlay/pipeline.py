@@ -18,9 +18,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from fer_overlay.attention import AttentionTracker, with_poses
 from fer_overlay.classify import EmotionClassifier
 from fer_overlay.config import Config
-from fer_overlay.core import Box, Face, Frame, FrameResult, Tile
+from fer_overlay.core import Box, Face, Frame, FrameResult, Signals, Tile
 from fer_overlay.camera_off import is_camera_off
 from fer_overlay.detect import TILE_WIDTH, FaceDetector, TileFaces
 from fer_overlay.draw import Annotator, font_scale
@@ -43,10 +44,14 @@ class Analyzer:
     before anything leaves the analysis; ``tile_width`` is the second look's (0: whole frame only).
     """
 
-    def __init__(self, detector: FaceDetector, classifier: EmotionClassifier, tracker: Tracker,
+    def __init__(self, detector: FaceDetector, classifier: EmotionClassifier | None, tracker: Tracker,
                  exclude: frozenset[str] = frozenset(), *, names: NameReader | None = None,
-                 pseudonyms: Pseudonyms | None = None, tile_width: int = TILE_WIDTH):
+                 pseudonyms: Pseudonyms | None = None, tile_width: int = TILE_WIDTH,
+                 signals: Signals = Signals.BOTH):
         self.detector, self.classifier, self.tracker = detector, classifier, tracker
+        # Signals.ATTENTION: no classifier at all (None), so no emotion can be inferred anywhere.
+        self.signals = signals
+        self.attention = AttentionTracker(tracker.half_life, tracker.flag) if signals.attention else None
         self.exclude = frozenset(e.casefold() for e in exclude)
         self.names, self.pseudonyms = names, pseudonyms
         # Names are replaced after the tracker's vote, which needs their letters: "Chen L." and
@@ -64,9 +69,10 @@ class Analyzer:
         names = NameReader(config.roster, notify=notify, languages=config.ocr_languages) if config.ocr else None
         return cls(FaceDetector(score_threshold=config.score_threshold, max_width=config.detect_width,
                                 max_faces=config.max_faces),
-                   EmotionClassifier.load(config.model, flip_average=config.flip_average),
+                   EmotionClassifier.load(config.model, flip_average=config.flip_average)
+                   if config.signals.emotions else None,
                    Tracker(config.half_life, config.flag), exclude, names=names,
-                   pseudonyms=Pseudonyms() if config.anonymize else None)
+                   pseudonyms=Pseudonyms() if config.anonymize else None, signals=config.signals)
 
     def fresh(self) -> "Analyzer":
         """The same settings and loaded models (detector, CNN, OCR) with no memory of a recording:
@@ -74,7 +80,7 @@ class Analyzer:
         return Analyzer(self.detector, self.classifier, Tracker(self.tracker.half_life, self.tracker.flag),
                         self.exclude, names=self.names.fresh() if self.names else None,
                         pseudonyms=Pseudonyms(self.pseudonyms.prefix) if self.pseudonyms else None,
-                        tile_width=self.faces.width)
+                        tile_width=self.faces.width, signals=self.signals)
 
     def analyze(self, frame: Frame) -> FrameResult:
         gray = to_gray(frame.image)   # once per frame: grid, names, camera-off check and crops all read it
@@ -91,10 +97,16 @@ class Analyzer:
             tiles = tuple(t for t in tiles if t.key not in keys)
             faces = tuple(f for f in faces if f.tile is None or f.tile.key not in keys)
             names = {t.key: names[t.key] for t in tiles if t.key in names}
-        faces = self.classify(gray, faces, frame.timestamp)
+        if self.classifier is not None:
+            faces = self.classify(gray, faces, frame.timestamp)
+        if self.attention is not None:
+            faces = with_poses(faces)
         looks = tile_looks(frame.image, tiles)   # follows students with unread labels when tiles move
         faces, students = self.tracker.update(faces, tiles, frame.timestamp, names, camera_off, looks)
-        return FrameResult(frame.index, frame.timestamp, frame.size, tiles, faces, students, excluded=excluded)
+        if self.attention is not None:
+            students = self.attention.update(faces, students, frame.timestamp)
+        return FrameResult(frame.index, frame.timestamp, frame.size, tiles, faces, students, excluded=excluded,
+                           signals=self.signals)
 
     def _excluded_tiles(self, tiles: tuple[Tile, ...], names: dict[str, str]) -> set[str]:
         """Keys of the tiles to drop: excluded keys, and tiles showing an excluded name.

@@ -26,6 +26,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from rich.console import Console
 from rich.progress import Progress
 
+from fer_overlay import attention_report
+from fer_overlay.attention_report import AttentionSession
 from fer_overlay.core import EMOTIONS, NEGATIVE, FlagRule
 from fer_overlay.dashboard import natural_key
 from fer_overlay.draw import EMOTION_STYLES
@@ -61,6 +63,7 @@ class Session:
     status: np.ndarray             # (T, S) int8: MISSING (no row), PRESENT, NO_FACE or CAMERA_OFF
     shares: np.ndarray             # (T, 7) class share of faces per emotion; NaN without faces
     faces: np.ndarray              # (T,) mean faces per analysed frame
+    attention: AttentionSession | None = None   # head pose and presence; None if not recorded
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,7 @@ def load_session(path: str | Path, session_id: int | None = None) -> Session:
                            "WHERE session_id = ?", (sid,)).fetchall()
         class_rows = con.execute(f"SELECT second, faces, {', '.join(SHARE_COLUMNS)} FROM class_samples "
                                  "WHERE session_id = ?", (sid,)).fetchall()
+        attention_rows = attention_report.fetch(con, sid)
     except sqlite3.Error as exc:   # a damaged file can fail past the header check
         raise RecordError(f"{path}: cannot read the session ({exc})") from None
     finally:
@@ -151,7 +155,8 @@ def load_session(path: str | Path, session_id: int | None = None) -> Session:
     faces = np.zeros(len(seconds))
     faces[class_second] = np.array(class_columns[1], dtype=float)
     return Session(sid, head[1], head[2], head[3], head[4], bool(head[5]), seconds, np.array(names, dtype=str),
-                   probabilities, status, shares, faces)
+                   probabilities, status, shares, faces,
+                   attention_report.arrays(attention_rows, len(seconds), np.array(names, dtype=str)))
 
 
 # --- analysis --------------------------------------------------------------------------------
@@ -311,6 +316,10 @@ def write_report(session: Session, out_dir: str | Path, rules: FlagRule = FlagRu
     """Write ``index.html`` into ``out_dir``, its plots inside it (one file to keep or send); returns its path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if attention_report.attention_only(session.attention):   # no emotion anywhere: attention and presence only
+        index = out / "index.html"
+        index.write_text(attention_report.page(session, rules, _CSS), encoding="utf-8")
+        return index
     with _progress(console, 4) as step:
         step("analysing")
         summaries = student_summaries(session, rules)
@@ -321,7 +330,11 @@ def write_report(session: Session, out_dir: str | Path, rules: FlagRule = FlagRu
         heatmap = png_uri(_plot_heatmap(session)) if len(session.students) else None
         step("html")
         index = out / "index.html"
-        index.write_text(_html(session, rules, summaries, moments, mood, heatmap), encoding="utf-8")
+        page = _html(session, rules, summaries, moments, mood, heatmap)
+        if session.attention is not None and session.attention.signals.attention:   # --signals both
+            page = page.replace("\n</body>", "\n" + attention_report.html_section(session.attention, rules)
+                                + "\n</body>")
+        index.write_text(page, encoding="utf-8")
     return index
 
 
@@ -476,6 +489,8 @@ def _student_table(summaries: tuple[StudentSummary, ...]) -> str:
 
 def summary_text(session: Session, rules: FlagRule = FlagRule(), moments: int = 5) -> str:
     """The end-of-session summary printed after ``live --record``: duration, mood, moments, flags."""
+    if attention_report.attention_only(session.attention):
+        return attention_report.summary_text(session, rules)
     shares = np.nanmean(session.shares, axis=0) if len(session.seconds) and not np.isnan(session.shares).all() \
         else np.zeros(len(EMOTIONS))
     negative = float(sum(shares[EMOTIONS.index(e)] for e in NEGATIVE))
@@ -488,4 +503,6 @@ def summary_text(session: Session, rules: FlagRule = FlagRule(), moments: int = 
     flagged = [s for s in student_summaries(session, rules) if s.flags]
     lines.append("Flagged: " + (", ".join(f"{s.student} ({', '.join(f.what for f in s.flags)})" for s in flagged)
                                 if flagged else "nobody"))
+    if session.attention is not None and session.attention.signals.attention:
+        lines += attention_report.summary_lines(session.attention, rules)
     return "\n".join(lines)
