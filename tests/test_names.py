@@ -230,7 +230,7 @@ def test_an_excluded_name_stays_excluded_while_its_label_is_unreadable(faces):
     from fer_overlay.pipeline import Analyzer
     shown, _ = gallery(faces, 2, camera_off=())
     t1, t2 = shown.tiles[:2]
-    analyzer = Analyzer(None, None, None, frozenset({"Liam Smith", "r2c2"}))   # only the exclusion rule runs
+    analyzer = Analyzer(None, None, Tracker(), frozenset({"Liam Smith", "r2c2"}))   # only the exclusion rule runs
     assert analyzer._excluded_tiles(shown.tiles, {t1.key: "Liam Smlth", t2.key: "Emma Johnson"}) == {t1.key, "r2c2"}
     assert analyzer._excluded_tiles(shown.tiles, {t2.key: "Emma Johnson"}) == {t1.key, "r2c2"}   # label unread
     assert analyzer._excluded_tiles(shown.tiles, {t1.key: "Ava Jones"}) == {"r2c2"}              # someone else now
