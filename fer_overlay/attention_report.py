@@ -243,28 +243,34 @@ def plot_class(att: AttentionSession) -> Figure:
 
 
 def plot_students(att: AttentionSession) -> Figure:
-    """Per student and minute, the share of seconds looking at the screen (black: camera off or not there)."""
+    """Per student and time step (a minute in a lecture, finer in a short session, as the emotion
+    heatmap), the share of seconds looking at the screen (black: camera off or not there)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure
-    minutes = max(-(-len(att.state) // 60), 1)
-    padded = np.full((minutes * 60, att.state.shape[1]), _MISSING, np.int8)
-    padded[:len(att.state)] = att.state
-    per_minute = padded.reshape(minutes, 60, -1)
-    looking = (per_minute == 0).sum(axis=1)
-    watched = np.isin(per_minute, (0, 1, 2)).sum(axis=1)
+    from fer_overlay.report import heatmap_step, time_axis   # here: report imports this module
+    length = len(att.state)
+    step = heatmap_step(length)
+    unit, label = time_axis(length)
+    columns = max(-(-length // step), 1)
+    padded = np.full((columns * step, att.state.shape[1]), _MISSING, np.int8)
+    padded[:length] = att.state
+    per_step = padded.reshape(columns, step, -1)
+    looking = (per_step == 0).sum(axis=1)
+    watched = np.isin(per_step, (0, 1, 2)).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.where(watched > 0, looking / np.maximum(watched, 1), np.nan).T    # (S, M)
+        share = np.where(watched > 0, looking / np.maximum(watched, 1), np.nan).T    # (S, C)
     students = len(att.students)
     figure = Figure(figsize=(11, 1.2 + 0.28 * students), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     colours = ListedColormap(["#ff9800", "#ffcc80", "#c5e1a5", "#4caf50"]).with_extremes(bad="#262626")
     image = axes.imshow(np.ma.masked_invalid(share), cmap=colours, vmin=0, vmax=1, aspect="auto",
-                        interpolation="nearest", extent=(0, minutes, students - 0.5, -0.5))
+                        interpolation="nearest", extent=(0, columns * step / unit, students - 0.5, -0.5))
     axes.set_yticks(range(students), [str(name) for name in att.students], fontsize=8)
-    axes.set(xlabel="minutes from start",
-             title="Share of each minute looking at the screen (black: camera off or not there)")
+    every = "minute" if step == 60 else "second" if step == 1 else f"{step} s"
+    axes.set(xlim=(0, max(length, 1) / unit), xlabel=label,
+             title=f"Share of each {every} looking at the screen (black: camera off or not there)")
     figure.colorbar(image, ax=axes, format=lambda value, _: f"{value:.0%}", fraction=0.03)
     return figure
 

@@ -634,9 +634,11 @@ def _live_outputs(args, stack, console, source, teacher):
     feed = Annotator(args.feed_mode)   # what everyone in the meeting may see: one annotation for all shared outputs
     outputs = []
     if args.virtual_cam:
-        what = {"aggregate": " shows only the class mood, no per-student marks",
+        summary, label = ("the class's attention counts", "looking/away label") if args.signals == "attention" \
+            else ("the class mood", "emotion label")
+        what = {"aggregate": f" shows only {summary}, no per-student marks",
                 "blur": " pixelates the whole picture, tile by tile, and labels each face found",
-                "full": " shows every student's face box and emotion label"}[args.feed_mode]
+                "full": f" shows every student's face box and {label}"}[args.feed_mode]
         console.print(SHARED_FEED_WARNING.format(mode=args.feed_mode, what=what), highlight=False)
         sink = VirtualCameraSink(*feed.output_size((width, height)), args.fps)   # the banner strip included
         stack.callback(sink.close)

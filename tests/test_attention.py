@@ -257,6 +257,10 @@ def test_attention_record_and_report_hold_no_emotion(tmp_path, monkeypatch, caps
     assert sorted(p.name for p in report.iterdir()) == ["index.html"]   # the plots are inside it
     page = (report / "index.html").read_text()
     assert page.count('<img src="data:image/png;base64,') == 2
+    from fer_overlay.attention_report import plot_students
+    from fer_overlay.report import load_session
+    axes = plot_students(load_session(db).attention).axes[0]
+    assert axes.get_xlim() == (0, 3) and axes.get_xlabel() == "seconds from start"   # a 3-s session, not 0-1 min
     text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page).lower()   # the plots' bytes are no words
     assert "<h2>Attention</h2>" in page and not {word for word in EMOTIONS if word in text}
     from fer_overlay.record import purge

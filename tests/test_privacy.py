@@ -175,7 +175,16 @@ def test_virtual_camera_defaults_to_aggregate_and_a_bound_stream_shows_the_same(
     rest[b.y:b.y2, b.x:b.x2] = False
     assert np.abs(last[strip:].astype(int) - screen_gallery.image)[rest].max() <= 2   # no mark on anyone
     assert np.array_equal(streamed[-1], last)   # the bound stream: the same shared picture
-    assert "warning: the MJPEG feed on 0.0.0.0" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "warning: the MJPEG feed on 0.0.0.0" in err and "Feed mode 'aggregate' shows only the class mood" in err
+
+
+def test_the_shared_feed_warning_says_what_an_attention_run_shows(shared_outputs, capsys):
+    """``--signals attention`` infers no emotion: the warning about the shared feed must not promise one."""
+    camera, _, _ = shared_outputs("--virtual-cam", "--feed-mode", "full", "--signals", "attention")
+    warning, = [line for line in capsys.readouterr().err.splitlines() if "visible to everyone" in line]
+    assert len(camera) >= 8 and "face box and looking/away label" in warning
+    assert "mood" not in warning and "emotion" not in warning
 
 
 def test_blur_feed_and_the_teachers_own_stream_through_the_cli(shared_outputs, screen_gallery, capsys):
