@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import sqlite3
-import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -313,12 +312,9 @@ def summary_lines(att: AttentionSession, rules: FlagRule = FlagRule()) -> list[s
 
 def page(session, rules: FlagRule, css: str) -> str:
     """The whole report of an attention-only session (``report.Session``): no mood, no emotion."""
+    from fer_overlay.report import page_heading   # here: report imports this module
     esc = html.escape
-    title = session.name or f"Session {session.id}"
-    started = time.strftime("%Y-%m-%d %H:%M", time.localtime(session.started_at))
-    meta = f"{started} · {mmss(len(session.seconds))} recorded · {len(session.students)} students"
-    if session.source:
-        meta += f" · source: {session.source}"
+    title, meta = page_heading(session)
     notes = ['Recorded with --signals attention: no emotion was inferred, so none is reported.']
     if session.aggregate_only:
         notes.append("Recorded with --aggregate-only: class-level numbers only, no per-student rows.")

@@ -335,7 +335,7 @@ def _identify(paths: list[Path], console: Console) -> list[Recording]:
 def _run(todo: list[Recording], out: Path, settings: argparse.Namespace, args, console: Console) -> Iterator[Outcome]:
     """Submit every file, yield outcomes as they finish, with a bar of files and minutes of video."""
     from distributed import as_completed
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
+    from rich.progress import (BarColumn, Progress, TaskProgressColumn, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
     total = sum(r.minutes for r in todo)
     with connect(args.address, args.workers) as client, \

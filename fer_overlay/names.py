@@ -293,10 +293,11 @@ def same_person(a: str, b: str) -> bool:
     head = len(short) - 1
     if len(" ".join(short)) >= 3 and long[:head] == short[:head] and long[head].startswith(short[head]):
         return True
-    return _edit_distance(ka, kb) <= max(1, min(len(ka), len(kb)) // 5)
+    return edit_distance(ka, kb) <= max(1, min(len(ka), len(kb)) // 5)
 
 
-def _edit_distance(a: str, b: str) -> int:
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance: insertions, deletions and substitutions of one character each."""
     row = list(range(len(b) + 1))
     for i, ca in enumerate(a, 1):
         prev, row[0] = row[0], i

@@ -435,10 +435,8 @@ tr.flagged { background: #fff3e0; }
 """
 
 
-def _html(session: Session, rules: FlagRule, summaries: tuple[StudentSummary, ...], moments: tuple[Moment, ...],
-          mood: str, heatmap: str | None) -> str:
-    """The page; ``mood`` and ``heatmap`` are the plots' ``data:`` URIs (no heatmap without students)."""
-    esc = html.escape
+def page_heading(session: Session) -> tuple[str, str]:
+    """The report's title and its line of facts (start, length, students, source, a clean end)."""
     title = session.name or f"Session {session.id}"
     started = time.strftime("%Y-%m-%d %H:%M", time.localtime(session.started_at))
     meta = f"{started} · {mmss(len(session.seconds))} recorded · {len(session.students)} students"
@@ -446,6 +444,14 @@ def _html(session: Session, rules: FlagRule, summaries: tuple[StudentSummary, ..
         meta += f" · source: {session.source}"
     if session.ended_at is None:
         meta += " · recording did not end cleanly (the last second may be missing)"
+    return title, meta
+
+
+def _html(session: Session, rules: FlagRule, summaries: tuple[StudentSummary, ...], moments: tuple[Moment, ...],
+          mood: str, heatmap: str | None) -> str:
+    """The page; ``mood`` and ``heatmap`` are the plots' ``data:`` URIs (no heatmap without students)."""
+    esc = html.escape
+    title, meta = page_heading(session)
     notes = []
     if not session.faces.any():
         notes.append("No faces were recorded in this session, so there is no mood to report.")

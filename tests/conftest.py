@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import shutil
 import subprocess
@@ -12,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fer_overlay.names import edit_distance
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parent.parent
@@ -19,20 +22,20 @@ FER2013 = REPO.parent / "shared" / "data" / "fer2013.npz"
 MEETINGS = REPO.parent / "shared" / "data" / "meetings"   # real screenshots: read there, never copied
 
 
-def edit_distance(a: str, b: str) -> int:
-    row = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, cb in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
-    return row[-1]
-
-
 def same_name(label: str, reading: str) -> bool:
     """A name counts as read by issue 10's rule (exact or within two characters) and the score
     script's (difflib ratio >= 0.8), case aside."""
     a, b = label.casefold(), reading.casefold()
     return edit_distance(a, b) <= 2 and difflib.SequenceMatcher(None, a, b).ratio() >= 0.8
+
+
+@pytest.fixture(scope="session")
+def labels() -> dict:
+    """The hand labels of the real meeting screenshots (skips where ../shared/data is absent)."""
+    if not (MEETINGS / "labels.json").exists():
+        pytest.skip(f"real meeting screenshots not found at {MEETINGS} "
+                    "(only developers' and CI machines have ../shared)")
+    return json.loads((MEETINGS / "labels.json").read_text())
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ not: masks, profiles, a dark room) must have no detail left, measured apart from
 
 from __future__ import annotations
 
-import json
 
 import cv2
 import pytest
@@ -22,14 +21,6 @@ from fer_overlay.pipeline import Analyzer
 from tests.conftest import MEETINGS
 from tests.test_draw import NOISE, detail, drawn
 from tests.test_faces_real import label_tiles
-
-
-@pytest.fixture(scope="module")
-def labels() -> dict:
-    if not (MEETINGS / "labels.json").exists():
-        pytest.skip(f"real meeting screenshots not found at {MEETINGS} "
-                    "(only developers' and CI machines have ../shared)")
-    return json.loads((MEETINGS / "labels.json").read_text())
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ stages on their own, whatever the grid stage finds; ``test_meetings.py`` runs ev
 
 from __future__ import annotations
 
-import json
 import time
 
 import cv2
@@ -16,14 +15,13 @@ import pytest
 from rich.console import Console
 from rich.table import Table
 
-from conftest import REPO
+from tests.conftest import MEETINGS
 from fer_overlay.classify import EmotionClassifier
 from fer_overlay.core import Box, Frame, Tile
 from fer_overlay.detect import FaceDetector
 from fer_overlay.pipeline import Analyzer
 from fer_overlay.track import Tracker
 
-MEETINGS = REPO.parent / "shared" / "data" / "meetings"
 MIN_FACES = 0.95
 # Video tiles the labels' notes describe as showing no face (a room, a dark room, an arm).
 NO_FACE = {"zoom_kr_5x5_pages": {(1, 1), (1, 2)}, "zoom_kr_13tiles": {(2, 1)}}
@@ -64,14 +62,6 @@ class Timed:
         out = self.stage(*args, **kwargs)
         self.ms = (time.perf_counter() - start) * 1000
         return out
-
-
-@pytest.fixture(scope="module")
-def labels() -> dict:
-    if not (MEETINGS / "labels.json").exists():
-        pytest.skip(f"real meeting screenshots not found at {MEETINGS} "
-                    "(only developers' and CI machines have ../shared)")
-    return json.loads((MEETINGS / "labels.json").read_text())
 
 
 @pytest.fixture(scope="module")

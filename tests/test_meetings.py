@@ -9,7 +9,6 @@ copied into the repository. Each image goes through ``Analyzer.analyze`` exactly
 
 from __future__ import annotations
 
-import json
 
 import cv2
 import pytest
@@ -33,13 +32,6 @@ def positions(tiles: tuple[Tile, ...]) -> dict[str, tuple[int, int]]:
     for tile in tiles:
         rows.setdefault(tile.row, []).append(tile)
     return {t.key: (r, i) for r, row in rows.items() for i, t in enumerate(sorted(row, key=lambda t: t.box.x))}
-
-
-@pytest.fixture(scope="module")
-def labels() -> dict:
-    if not (MEETINGS / "labels.json").exists():
-        pytest.skip(f"real meeting screenshots not found at {MEETINGS} (only developers' and CI machines have ../shared)")
-    return json.loads((MEETINGS / "labels.json").read_text())
 
 
 @pytest.fixture(scope="module")
