@@ -2,10 +2,10 @@
 
 import json
 import sqlite3
-import subprocess
 import sys
-import time
+import tempfile
 import types
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -19,9 +19,8 @@ from fer_overlay.draw import Annotator, banner_height
 from fer_overlay.gallery import compose_gallery
 from fer_overlay.pipeline import Analyzer, run_live, run_offline
 from fer_overlay.sinks import MjpegSink, VirtualCameraSink
-from fer_overlay.sources import ScreenSource
 from tests.test_draw import NOISE, detail, drawn
-from tests.test_screen import SHOW
+from tests.test_screen import shown_on
 
 
 class FakeCamera:
@@ -115,22 +114,8 @@ def screen_gallery(xvfb):
     faces = list(load_faces()[0][20:29])
     faces[5] = None
     gallery = compose_gallery(faces, 3, 3, SCREEN, names=[f"Student {i}" for i in range(1, 10)])
-    mp = pytest.MonkeyPatch()
-    mp.setenv("DISPLAY", xvfb)
-    folder = __import__("tempfile").mkdtemp()
-    png = f"{folder}/gallery.png"
-    cv2.imwrite(png, gallery.image)
-    window = subprocess.Popen([sys.executable, "-c", SHOW, png], stderr=subprocess.DEVNULL)
-    source, deadline = ScreenSource(monitor=1, fps=20), time.time() + 20
-    while np.abs(source.grab().astype(int) - gallery.image).mean() > 1:   # wait until it is drawn
-        if time.time() > deadline or window.poll() is not None:
-            window.kill()
-            pytest.fail(f"the gallery never appeared on {xvfb}")
-        time.sleep(0.1)
-    source.close()
-    yield gallery
-    window.kill()
-    mp.undo()
+    with shown_on(xvfb, gallery.image, Path(tempfile.mkdtemp())):
+        yield gallery
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
 """Real screen grabs: mss reads a real X server (Xvfb) showing a generated gallery."""
 
+import contextlib
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -31,22 +33,30 @@ def shown_gallery(xvfb, tmp_path_factory):
     faces = list(load_faces()[0][10:19])
     faces[4] = None
     gallery = compose_gallery(faces, 3, 3, (1280, 720), names=[f"Student {i}" for i in range(9)])
-    png = tmp_path_factory.mktemp("screen") / "gallery.png"
-    cv2.imwrite(str(png), gallery.image)
+    with shown_on(xvfb, gallery.image, tmp_path_factory.mktemp("screen")):
+        yield gallery
+
+
+@contextlib.contextmanager
+def shown_on(display: str, image: np.ndarray, folder: Path):
+    """``image`` full-screen on the X ``display`` (a borderless Tk window), once a grab shows it."""
+    png = folder / "shown.png"
+    cv2.imwrite(str(png), image)
     mp = pytest.MonkeyPatch()
-    mp.setenv("DISPLAY", xvfb)
+    mp.setenv("DISPLAY", display)
     window = subprocess.Popen([sys.executable, "-c", SHOW, str(png)], stderr=subprocess.PIPE)
-    source = ScreenSource(monitor=1, fps=20)
-    deadline = time.time() + 20
-    while np.abs(source.grab().astype(int) - gallery.image).mean() > 2:   # wait until it is drawn
-        if time.time() > deadline or window.poll() is not None:
-            window.kill()
-            pytest.fail(f"gallery never appeared on {xvfb}: {window.stderr.read().decode() if window.stderr else ''}")
-        time.sleep(0.1)
-    source.close()
-    yield gallery
-    window.kill()
-    mp.undo()
+    source, deadline = ScreenSource(monitor=1, fps=20), time.time() + 20
+    try:
+        while np.abs(source.grab().astype(int) - image).mean() > 2:   # wait until it is drawn
+            if time.time() > deadline or window.poll() is not None:
+                pytest.fail(f"the picture never appeared on {display}: "
+                            f"{window.stderr.read().decode() if window.poll() is not None else 'timed out'}")
+            time.sleep(0.1)
+        source.close()
+        yield
+    finally:
+        window.kill()
+        mp.undo()
 
 
 def test_monitors_are_listed(shown_gallery):
