@@ -33,6 +33,7 @@ import cv2  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from fer_overlay.attention import AttentionTracker, with_poses  # noqa: E402
 from fer_overlay.camera_off import is_camera_off  # noqa: E402
 from fer_overlay.config import Config  # noqa: E402
 from fer_overlay.core import Frame  # noqa: E402
@@ -98,6 +99,12 @@ def stage_table(title: str, image, repeats: int) -> tuple[Table, float]:
     ms, _ = timed(lambda: analyzer.tracker.update(classified, tiles, now + 0.1 * next(clock), names, looks=looks),
                   repeats)
     rows.append((f"identity + track + smooth ({len(names)} names read)", ms))
+    ms, posed = timed(lambda: with_poses(classified), repeats)
+    rows.append((f"attention: head pose ({len(posed)} faces)", ms))
+    _, students = analyzer.tracker.update(posed, tiles, now + 0.1 * next(clock), names, looks=looks)
+    attention = AttentionTracker(analyzer.tracker.half_life, analyzer.tracker.flag)
+    ms, _ = timed(lambda: attention.update(posed, students, now + 0.1 * next(clock)), repeats)
+    rows.append(("attention: per-student times and away flag", ms))
     frame = Frame(image, 1, now)
     end_to_end, result = timed(lambda: analyzer.analyze(frame), repeats)
     # Each call 2.1 s after the last: no face's result is reused (FACE_MAX_AGE), as when every
