@@ -47,7 +47,7 @@ def analysed_demo():
                                  camera_factory=lambda w, h, f: cameras.append(FakeCamera(w, h, f)) or cameras[-1])
         collected = []
         run_offline(frames, Analyzer.from_config(Config(ocr=False)), [(annotator, sink)], [collected.append])
-        sent[mode] = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in cameras[0].frames]
+        sent[mode] = cameras[0].frames
         results = collected
     return frames, results, sent
 
@@ -129,7 +129,7 @@ def shared_outputs(screen_gallery, config_home, monkeypatch):
             super().__init__(width, height, fps)
             cameras.append(self)
 
-    fake = types.SimpleNamespace(Camera=Camera, PixelFormat=types.SimpleNamespace(RGB="RGB"))
+    fake = types.SimpleNamespace(Camera=Camera, PixelFormat=types.SimpleNamespace(BGR="BGR"))
     monkeypatch.setitem(sys.modules, "pyvirtualcam", fake)
     write = MjpegSink.write
     monkeypatch.setattr(MjpegSink, "write", lambda self, image, result: streamed.append(image.copy())
@@ -138,7 +138,7 @@ def shared_outputs(screen_gallery, config_home, monkeypatch):
     def run(*args):
         assert main(["live", "--duration", "2s", "--fps", "5", "--no-table", "--no-ocr", "--accept-notice",
                      *args]) == 0
-        camera = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in cameras[0].frames] if cameras else []
+        camera = cameras[0].frames if cameras else []
         return camera, streamed, (*cameras[0].size, cameras[0].fps) if cameras else None
     return run
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 import cv2
@@ -76,7 +77,7 @@ def test_closing_sinks_that_got_no_frames_is_harmless(tmp_path: Path) -> None:
 
 # --- virtual camera ---------------------------------------------------------------------------
 
-def test_virtual_camera_sends_rgb_frames_of_the_camera_size() -> None:
+def test_virtual_camera_sends_bgr_frames_of_the_camera_size(monkeypatch) -> None:
     cameras: list[FakeCamera] = []
 
     def factory(w: int, h: int, fps: float) -> FakeCamera:
@@ -92,7 +93,13 @@ def test_virtual_camera_sends_rgb_frames_of_the_camera_size() -> None:
     assert [f.shape for f in cam.frames] == [(180, 320, 3), (180, 320, 3)]
     for frame in cam.frames:
         assert frame.dtype == np.uint8
-        assert tuple(frame[90, 160]) == (0, 0, 255)   # blue arrives in RGB order
+        assert tuple(frame[90, 160]) == (255, 0, 0)   # blue arrives in BGR order...
+    opened = []
+    fake = types.SimpleNamespace(PixelFormat=types.SimpleNamespace(BGR="BGR", RGB="RGB"),
+                                 Camera=lambda *args, **kwargs: opened.append(kwargs) or FakeCamera(*args))
+    monkeypatch.setitem(sys.modules, "pyvirtualcam", fake)
+    VirtualCameraSink(320, 180, 15).close()
+    assert opened == [{"fmt": "BGR"}]   # ... which is the order the real camera is opened for
 
 
 def test_virtual_camera_without_backend_says_what_to_install() -> None:
