@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from enum import Enum
 
 import numpy as np
-from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
@@ -380,24 +379,42 @@ def attention_cells(student: Student) -> tuple:
     return (Text(("⚑ " if a.flagged else "") + text, style="bold red" if a.flagged else STATE_STYLES[a.state]),)
 
 
-def attention_table(result: FrameResult) -> Group:
-    """The live table of an attention-only run: one row per student, no emotion anywhere."""
+def attention_title(result: FrameResult) -> Text:
+    """The attention-only table's title: tiles per state and the share of faces looking."""
     n = counts(result)
     faces = n["looking"] + n["away"]
-    title = Text.assemble(
+    return Text.assemble(
         "Class attention  ",
         (f"looking {n['looking']}", STATE_STYLES["looking"]), "  ", (f"away {n['away']}", STATE_STYLES["away"]),
         "  ", f"no face {n['no_face']}  camera off {n['camera_off']}",
-        f"  · looking {n['looking'] / faces:.0%} of faces" if faces else "  · no faces")
+        f"  · looking {n['looking'] / faces:.0%} of faces" if faces else "  · no faces",
+        no_wrap=True, overflow="ellipsis")
+
+
+def attention_rows(students: Sequence[Student]) -> Table:
+    """The attention-only table's body: one row per student, no emotion anywhere."""
     table = Table(expand=False)
     table.add_column("Student", no_wrap=True, overflow="ellipsis")
     for header in TABLE_HEADERS:
         table.add_column(header, no_wrap=True)
-    for student in result.students:
-        a = student.attention
+    for student in students:
         state, away, gone = table_cells(student)
-        cell = Text(state, style="bold red" if a and a.flagged else STATE_STYLES.get(a.state, "") if a else "")
-        table.add_row(student.id, cell, away, gone, style="dim" if student.status != "present" else None)
-    caption = Text(f"analysis {result.fps:.1f} fps · {result.dropped} dropped frames · frame {result.frame_index}"
-                   " · no emotion is inferred", style="dim")
-    return Group(title, table, caption)
+        table.add_row(student.id, attention_cell(student, state), away, gone,
+                      style="dim" if student.status != "present" else None)
+    return table
+
+
+def attention_cell(student: Student, text: str | None = None) -> Text:
+    """A student's attention state in its colour (bold red when flagged); ``text`` defaults to the
+    bare state (``looking``, ``⚑ away``), what a compact table has room for."""
+    a = student.attention
+    if a is None:
+        return Text(student.status.replace("_", " "), style="dim")
+    if text is None:
+        text = ("⚑ " if a.flagged else "") + STATE_LABELS[a.state]
+    return Text(text, style="bold red" if a.flagged else STATE_STYLES.get(a.state, ""))
+
+
+def attention_caption(result: FrameResult) -> Text:
+    return Text(f"analysis {result.fps:.1f} fps · {result.dropped} dropped frames · frame {result.frame_index}"
+                " · no emotion is inferred", style="dim", no_wrap=True, overflow="ellipsis")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import math
 import re
+from collections.abc import Callable
 from types import TracebackType
 
 from rich import box
@@ -17,7 +18,8 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from .attention import add_attention_columns, attention_cells, attention_table
+from .attention import (add_attention_columns, attention_caption, attention_cell, attention_cells,
+                        attention_rows, attention_title)
 from .core import EMOTIONS, FrameResult, Student
 from .draw import EMOTION_STYLES, tile_checks
 
@@ -138,8 +140,9 @@ def _state(student: Student, confidence: bool) -> Text:
     return text
 
 
-def _compact_table(students: list[Student], per_row: int, name_width: int, confidence: bool) -> Table:
-    """Students side by side, ``per_row`` to a line, filled down then across like ``ls``."""
+def _compact_table(students: list[Student], per_row: int, name_width: int, cell: Callable[[Student], Text]) -> Table:
+    """Students side by side, ``per_row`` to a line, filled down then across like ``ls``; ``cell``
+    gives each student's one state cell."""
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False)
     for _ in range(per_row):
         table.add_column("Student", no_wrap=True, overflow="ellipsis", max_width=name_width)
@@ -149,7 +152,7 @@ def _compact_table(students: list[Student], per_row: int, name_width: int, confi
         cells: list[Text | str] = []
         for student in students[line::lines]:
             cells += [Text(student.id, style="dim" if student.status != "present" else ""),
-                      _state(student, confidence)]
+                      cell(student)]
         table.add_row(*cells)
     return table
 
@@ -162,12 +165,11 @@ def build_table(result: FrameResult, width: int | None = None, height: int | Non
     by side, two or more to a line, with fewer details, so no student and no status line is ever
     cut off the bottom of the screen.
     """
-    if not result.signals.emotions:
-        return attention_table(result)   # --signals attention: no emotion anywhere
+    emotions = result.signals.emotions   # --signals attention: no emotion anywhere
     students = sorted(result.students, key=_row_order)
     count = len(students)
     longest = max((len(s.id) for s in students), default=7)
-    body = _full_table(students)
+    body = _full_table(students) if emotions else attention_rows(students)
     if (height is not None and count + _FULL_EXTRA_LINES > height) or (width is not None and _width(body) > width):
         rows = max(height - _COMPACT_EXTRA_LINES if height is not None else count, 1)
         per_row = max(math.ceil(count / rows), 1)
@@ -176,7 +178,10 @@ def build_table(result: FrameResult, width: int | None = None, height: int | Non
             name_width = width // per_row - state_width - _CELL_PADDING
             if name_width >= min(longest, 12):
                 break
-        body = _compact_table(students, per_row, max(min(longest, name_width), 3), confidence)
+        cell = (lambda student: _state(student, confidence)) if emotions else attention_cell
+        body = _compact_table(students, per_row, max(min(longest, name_width), 3), cell)
+    if not emotions:
+        return Group(attention_title(result), body, attention_caption(result))
     return Group(_title(result), body, _caption(result))
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import pytest
 from rich.console import Console
 
-from fer_overlay.core import EMOTIONS, Box, Face, FrameResult, Student, Tile
+from fer_overlay.core import EMOTIONS, Attention, Box, Face, FrameResult, Signals, Student, Tile
 from fer_overlay.dashboard import BAR_WIDTH, LiveTable, build_table, format_duration, mix_bar
 from fer_overlay.draw import EMOTION_STYLES
 
@@ -131,6 +132,26 @@ def test_every_student_and_the_status_line_fit_a_small_terminal(count: int, size
     assert lines[-1].startswith("analysis 3.9 fps · 41 dropped frames")    # the status line, last
     assert lines[0].startswith("Class mood")
     assert "⚑" in text and text.count("camera off") == sum(s.status == "camera_off" for s in result.students)
+
+
+@pytest.mark.parametrize("count", [25, 50])
+def test_an_attention_only_table_fits_80x24_too(count: int) -> None:
+    """``--signals attention`` has its own table; it must fit a small terminal as the emotion one does,
+    and still name no emotion."""
+    states = ("looking", "away", "no_face", "camera_off")
+    result = class_of(count)
+    students = tuple(dataclasses.replace(s, emotion=None, confidence=0.0, probabilities=None, mix=(),
+                                         attention=Attention(states[i % 4], flagged=i == 1))
+                     for i, s in enumerate(result.students))
+    result = dataclasses.replace(result, students=students, signals=Signals.ATTENTION)
+    console = Console(record=True, width=80, height=24, file=io.StringIO())
+    console.print(build_table(result, 80, 24))
+    lines = console.export_text().splitlines()
+    text = "\n".join(lines)
+    assert len(lines) <= 24 and max(map(len, lines)) <= 80
+    assert [s.id for s in students if s.id not in text] == [] and "⚑ away" in text
+    assert lines[0].startswith("Class attention") and lines[-1].startswith("analysis 3.9 fps · 41 dropped frames")
+    assert not [e for e in EMOTIONS if e in text.lower()]
 
 
 def test_full_table_where_it_fits_and_in_a_log() -> None:
