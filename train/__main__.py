@@ -20,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     fit_p.add_argument("--epochs", type=int)
     fit_p.add_argument("--labels", choices=("fer2013", "ferplus"))
     fit_p.add_argument("--limit", type=int, help="use only the first N training rows")
+    fit_p.add_argument("--webcam", type=float, help="share of faces given a webcam's blur, exposure and noise")
+    fit_p.add_argument("--mixup", type=float, help="mixup's Beta(a, a) parameter, e.g. 0.2 (0: off)")
     fit_p.add_argument("--resume", action="store_true", help="continue the run in --run")
     eval_p = sub.add_parser("evaluate", help="metrics.json, plots and report for a model")
     eval_p.add_argument("--run", type=Path, default=Path("runs/main"))
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fit":
             from train.fit import fit
             config = TrainConfig.load(args.config) if args.config else TrainConfig()
-            changes = {k: getattr(args, k) for k in ("data", "epochs", "labels", "limit")
+            changes = {k: getattr(args, k) for k in ("data", "epochs", "labels", "limit", "webcam", "mixup")
                        if getattr(args, k) is not None}
             state = fit(config.replace(**changes), args.run, resume=args.resume, console=console)
             console.print(f"done: epoch {state['epoch']}, best PublicTest {state['best_accuracy']:.4f} "

@@ -6,7 +6,8 @@ set -u
 runs=${1:?usage: bash train/ablate.sh RUNS_DIR}
 mkdir -p "$runs"
 cd "$(dirname "$0")/.."
-for spec in "base30:--labels fer2013" "ferplus30:--labels ferplus"; do
+for spec in "base30:--labels fer2013" "ferplus30:--labels ferplus" "webcam30:--labels fer2013 --webcam 0.5" \
+            "mixup30:--labels fer2013 --mixup 0.2"; do
   name=${spec%%:*}; flags=${spec#*:}
   if [ -f "$runs/$name/history.jsonl" ] && [ "$(wc -l < "$runs/$name/history.jsonl")" -ge 30 ]; then continue; fi
   if [ -f "$runs/$name/last.keras" ]; then resume=--resume; else resume=; fi

@@ -47,7 +47,48 @@ def augment_batch(images: tf.Tensor, seed: tf.Tensor, config: TrainConfig) -> tf
 
     if config.erase_prob > 0:
         images = _random_erase(images, seeds[7], config.erase_prob)
+    if config.webcam > 0:
+        # Seeded apart from the draws above, so runs without it keep their exact augmentations.
+        images = _webcam(images, tf.random.experimental.stateless_fold_in(seed, 1), config.webcam)
     return images
+
+
+def _webcam(images: tf.Tensor, seed: tf.Tensor, prob: float) -> tf.Tensor:
+    """What a meeting's webcam does to a face, on a share ``prob`` of the batch: defocus or
+    compression blur (Gaussian, sigma 0.5-1.5 px at 48 px), exposure (gamma 0.7-1.4) and sensor
+    noise (sigma up to 8 grey levels). FER2013's web photos are sharper and better lit."""
+    batch = tf.shape(images)[0]
+    seeds = tf.random.experimental.stateless_split(seed, num=5)
+    draw = lambda i, lo, hi: tf.random.stateless_uniform([batch], seeds[i], lo, hi)  # noqa: E731
+    sigma = draw(0, 0.5, 1.5)
+    taps = tf.range(-3.0, 4.0)
+    kernels = tf.exp(-0.5 * (taps[None, :] / sigma[:, None]) ** 2)
+    kernels /= tf.reduce_sum(kernels, axis=1, keepdims=True)                     # (B, 7): one per face
+    padded = tf.pad(images, [[0, 0], [3, 3], [3, 3], [0, 0]], mode="REFLECT")
+    rows = tf.stack([padded[:, i:i + tf.shape(images)[1], :, :] for i in range(7)], axis=-1)
+    blurred = tf.reduce_sum(rows * kernels[:, None, None, None, :], axis=-1)     # vertical pass
+    cols = tf.stack([blurred[:, :, i:i + tf.shape(images)[2], :] for i in range(7)], axis=-1)
+    blurred = tf.reduce_sum(cols * kernels[:, None, None, None, :], axis=-1)     # horizontal pass
+    gamma = tf.exp(draw(1, math.log(0.7), math.log(1.4)))
+    lit = 255.0 * (blurred / 255.0) ** gamma[:, None, None, None]
+    noise = tf.random.stateless_normal(tf.shape(images), seeds[2]) * draw(3, 0.0, 8.0)[:, None, None, None]
+    degraded = tf.clip_by_value(lit + noise, 0.0, 255.0)
+    on = draw(4, 0.0, 1.0) < prob
+    return tf.where(on[:, None, None, None], degraded, images)
+
+
+def mixup(images: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor, alpha: float) -> tuple[tf.Tensor, tf.Tensor]:
+    """Each face blended with another of the batch, and its label target alike, by a weight drawn
+    from Beta(alpha, alpha) (as X / (X + Y) of two Gamma(alpha) draws: TensorFlow has no stateless Beta)."""
+    batch = tf.shape(images)[0]
+    seeds = tf.random.experimental.stateless_split(seed, num=3)
+    x = tf.random.stateless_gamma([batch], seeds[0], alpha)
+    y = tf.random.stateless_gamma([batch], seeds[1], alpha)
+    weight = x / (x + y)
+    partner = tf.argsort(tf.random.stateless_uniform([batch], seeds[2]))
+    mixed = weight[:, None, None, None] * images + (1 - weight[:, None, None, None]) * tf.gather(images, partner)
+    targets = weight[:, None] * labels + (1 - weight[:, None]) * tf.gather(labels, partner)
+    return mixed, targets
 
 
 def _random_erase(images: tf.Tensor, seed: tf.Tensor, prob: float) -> tf.Tensor:

@@ -33,6 +33,8 @@ class TrainConfig:
     shift: float = 0.10              # translate by up to this fraction of the side
     erase_prob: float = 0.5          # random erasing (Zhong et al. 2017)
     brightness: float = 0.2          # +-20% contrast and brightness jitter
+    webcam: float = 0.0              # share of faces given a webcam's look: blur, gamma, sensor noise
+    mixup: float = 0.0               # mixup's Beta(a, a) parameter (Zhang et al. 2018); 0 = off
     limit: int = 0                   # use only the first N training rows (tests); 0 = all
 
     def save(self, path: Path) -> None:

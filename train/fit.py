@@ -30,7 +30,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from fer_overlay.core import EMOTIONS
 from fer_overlay.preprocess import to_model_input
-from train.augment import augment_batch
+from train.augment import augment_batch, mixup
 from train.config import TrainConfig
 from train.data import FerData, load
 from train.model import build_model
@@ -65,7 +65,11 @@ def epoch_dataset(pixels: tf.Tensor, y: tf.Tensor, config: TrainConfig, epoch: i
 
     def load_batch(index: tf.Tensor, rows: tf.Tensor):
         batch_seed = tf.stack([seed, tf.cast(epoch, tf.int64) * 1_000_000 + index])
-        return augment_batch(tf.gather(pixels, rows), batch_seed, config), tf.gather(y, rows)
+        images, labels = augment_batch(tf.gather(pixels, rows), batch_seed, config), tf.gather(y, rows)
+        if config.mixup > 0:
+            images, labels = mixup(images, labels, tf.random.experimental.stateless_fold_in(batch_seed, 2),
+                                   config.mixup)
+        return images, labels
 
     return (tf.data.Dataset.from_tensor_slices(order)
             .batch(config.batch_size, drop_remainder=True)

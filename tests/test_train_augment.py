@@ -1,0 +1,51 @@
+"""Training augmentations: seeded (a resumed run sees what an unbroken one would), and doing what they say."""
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from train.augment import augment_batch, mixup  # noqa: E402
+from train.config import TrainConfig  # noqa: E402
+
+SEED = tf.constant([1337, 42], tf.int64)
+
+
+def faces(count: int = 32) -> tf.Tensor:
+    """Sharp synthetic faces: a checkerboard (strong edges) under a left-to-right light gradient."""
+    y, x = np.mgrid[:48, :48]
+    board = ((x // 4 + y // 4) % 2) * 120.0 + x * 2.0 + 40.0
+    return tf.constant(np.repeat(board[None, ..., None], count, axis=0), tf.float32)
+
+
+def sharpness(images: np.ndarray) -> np.ndarray:
+    return np.abs(np.diff(images[..., 0], axis=2)).mean(axis=(1, 2))
+
+
+def test_webcam_look_blurs_some_faces_and_leaves_the_others_and_other_runs_alone():
+    plain = TrainConfig(flip=False, rotate_deg=0, scale=0, shift=0, erase_prob=0, brightness=0)
+    base = augment_batch(faces(), SEED, plain).numpy()
+    webcam = augment_batch(faces(), SEED, plain.replace(webcam=0.5)).numpy()
+    assert np.array_equal(webcam, augment_batch(faces(), SEED, plain.replace(webcam=0.5)).numpy())   # seeded
+    changed = np.abs(webcam - base).max(axis=(1, 2, 3)) > 0
+    assert 6 <= changed.sum() <= 26                                    # about half of 32
+    assert (sharpness(webcam)[changed] < 0.9 * sharpness(base)[changed]).all()   # blurred
+    assert webcam.min() >= 0 and webcam.max() <= 255
+    # The webcam draws are seeded apart: a run without it keeps its augmentations exactly.
+    usual = TrainConfig()
+    assert np.array_equal(augment_batch(faces(), SEED, usual).numpy(),
+                          augment_batch(faces(), SEED, usual.replace(webcam=0.0)).numpy())
+
+
+def test_mixup_blends_faces_and_their_targets_alike():
+    """Face k shows grey level k and is of class k: after mixup, each face's grey level must equal
+    its target's mean class, so the picture and the label were blended by the same weight."""
+    images = tf.constant(np.arange(7, dtype=np.float32)[:, None, None, None] * np.ones((7, 48, 48, 1)), tf.float32)
+    labels = tf.one_hot(np.arange(7), 7)
+    mixed, targets = (t.numpy() for t in mixup(images, labels, SEED, 0.4))
+    assert np.allclose(targets.sum(axis=1), 1.0) and (targets >= 0).all()
+    assert np.allclose(mixed, mixed[:, :1, :1, :])   # each face blended as a whole
+    assert np.allclose(mixed[:, 0, 0, 0], targets @ np.arange(7), atol=1e-3)
+    assert (targets.max(axis=1) < 0.999).sum() >= 3   # most faces really are mixtures
+    again = mixup(images, labels, SEED, 0.4)[1].numpy()
+    assert np.array_equal(targets, again)   # seeded: a resumed run mixes the same pairs
