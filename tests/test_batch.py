@@ -200,6 +200,7 @@ def test_killed_worker_retried_without_duplicates(videos, config, tmp_path):
         client.register_plugin(KillOnce(), name="kill-once")
         code = main(["batch", str(folder), "--out", str(out), "--address", cluster.scheduler_address,
                      "--accept-notice", "--anonymize"])
+        client.wait_for_workers(2, timeout=60)   # the killed worker's nanny may still be restarting it
         loads = client.run(lambda dask_worker: dask_worker.plugins[PLUGIN].loads)
     assert marker.exists(), "the worker was not killed"
     assert code == 0
