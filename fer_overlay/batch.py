@@ -121,8 +121,8 @@ def video_minutes(path: Path) -> float:
     """Length from the container's header; 0 where it cannot be read (the worker will say why)."""
     import cv2
 
-    from fer_overlay.sources import _quiet_native_stderr
-    with _quiet_native_stderr():   # FFmpeg's own complaint about a corrupt file would break the bar
+    from fer_overlay.sources import quiet_native_stderr
+    with quiet_native_stderr():   # FFmpeg's own complaint about a corrupt file would break the bar
         capture = cv2.VideoCapture(str(path))
     try:
         fps, frames = capture.get(cv2.CAP_PROP_FPS), capture.get(cv2.CAP_PROP_FRAME_COUNT)

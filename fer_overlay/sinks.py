@@ -7,7 +7,6 @@ fakes can stand in for a camera.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import functools
 import json
@@ -17,7 +16,7 @@ import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Protocol
 
 import cv2
 import numpy as np
@@ -25,6 +24,7 @@ import numpy as np
 from .attention import json_view
 from .core import EMOTIONS, Face, FrameResult
 from .errors import SinkError
+from .sources import quiet_native_stderr
 
 
 class Sink(Protocol):
@@ -106,27 +106,12 @@ class VirtualCameraSink:
             self._camera = None
 
 
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Silence file descriptor 2 for a moment: FFmpeg's C code logs a failed encoder there,
-    out of Python's and OpenCV's reach (a missing H.264 encoder is not the user's problem)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 @functools.lru_cache(maxsize=None)
 def h264_writable() -> bool:
     """Whether this OpenCV/FFmpeg build writes H.264 (``avc1``) MP4, tried once per process on
     a tiny file in a temporary folder. The opencv-python wheels ship FFmpeg without an H.264
     encoder (only a hardware one that needs a device), so the answer is often no."""
-    with tempfile.TemporaryDirectory() as folder, _quiet_stderr():
+    with tempfile.TemporaryDirectory() as folder, quiet_native_stderr():
         path = os.path.join(folder, "probe.mp4")
         writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"avc1"), 10, (64, 48))
         opened = writer.isOpened()
@@ -166,7 +151,7 @@ class VideoFileSink:
             self._size = self._size or (image.shape[1], image.shape[0])
             width, height = self._size
             even = (width + width % 2, height + height % 2)
-            with _quiet_stderr():
+            with quiet_native_stderr():
                 self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*self.codec), self.fps, even)
             if not self._writer.isOpened():
                 self._writer = None

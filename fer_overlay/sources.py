@@ -260,10 +260,11 @@ class WindowSource:
 
 
 @contextlib.contextmanager
-def _quiet_native_stderr() -> Iterator[None]:
-    """Silence C-level stderr (FFmpeg's "moov atom not found" and the like) while probing a file.
+def quiet_native_stderr() -> Iterator[None]:
+    """Silence C-level stderr for a moment: FFmpeg logs there ("moov atom not found" while probing
+    a file, a missing encoder while probing for H.264), out of Python's and OpenCV's reach.
 
-    Our own one-line error says what is wrong; FFmpeg's log lines would only bury it.
+    Our own one-line messages say what matters; FFmpeg's log lines would only bury them.
     """
     sys.stderr.flush()
     saved = os.dup(2)
@@ -283,7 +284,7 @@ class VideoSource:
         self._name = f"webcam {path}" if isinstance(path, int) else str(path)
         if not isinstance(path, int) and not Path(path).is_file():
             raise SourceError(f"video {path} not found; check the path")
-        with _quiet_native_stderr():
+        with quiet_native_stderr():
             self._capture = cv2.VideoCapture(path if isinstance(path, int) else str(path))
             if fps and self._capture.isOpened():
                 self._capture.set(cv2.CAP_PROP_FPS, fps)   # a webcam takes the rate before the first read
