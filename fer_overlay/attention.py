@@ -376,7 +376,7 @@ def attention_cells(student: Student) -> tuple:
     if a is None:
         return ()
     text = STATE_LABELS[a.state] + (f" {format_seconds(a.away_seconds)}" if a.away_seconds >= 1 else "")
-    return (Text(("⚑ " if a.flagged else "") + text, style="bold red" if a.flagged else STATE_STYLES[a.state]),)
+    return (attention_cell(student, ("⚑ " if a.flagged else "") + text),)
 
 
 def attention_title(result: FrameResult) -> Text:
