@@ -245,6 +245,23 @@ def test_clean_text_and_plausible_names():
     assert _sure_line([(0, "Rosa", True), (40, "Vieira", False)]) == ""                    # an unsure word
 
 
+def test_a_cut_short_mark_read_by_tesseract_stays_the_apps_mark():
+    # Tesseract reads Zoom's "…" after Hangul as its own word, spaced, or as one character
+    assert clean_text("중어중문학과한 .…") == "중어중문학과한..." and clean_text("Lena Bra …") == "Lena Bra..."
+    assert clean_text("Amara O.") == "Amara O." and clean_text("...") == ""
+
+
+def test_binarising_a_label_divides_out_a_backdrop_that_shades_dark_to_light():
+    from fer_overlay.names import _binarised
+    backdrop = np.tile(np.linspace(60, 230, 300), (40, 1)).astype(np.uint8)   # dark left, light right
+    label = backdrop.copy()
+    cv2.putText(label, "Hana Lee", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 1.0, 20, 2)
+    letters = label < backdrop - 10
+    plain, even = _binarised(label)
+    assert (even[letters] == 0).mean() > 0.8 and (even[~letters] == 255).mean() > 0.97
+    assert (plain[~letters] == 255).mean() < 0.8   # Otsu alone blackens the dark end of the backdrop
+
+
 def test_a_label_read_late_names_the_student_the_tile_already_had():
     tracker = Tracker(half_life=1.0)
     tile = compose_gallery([None] * 4, 2, 2, (640, 360)).tiles[0]
