@@ -21,6 +21,7 @@ import difflib
 import re
 import shutil
 import sys
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -38,12 +39,14 @@ CENTRED = 0.1            # ... whose middle is within this share of the width fr
 BAND_ROWS = 60           # the band is upscaled (whole times) to at least this many rows: 5 px letters
 MIN_LINE_HEIGHT = 4      # px (unscaled), ascender to descender; smaller lines are not letters
 TEXT_MIN = 170           # label text is white; darker pixels are the box or anti-aliased edges
+DIM_TEXT_MIN = 120       # ... or, where no line is that white, grey: a capture scaled down dims thin letters
 BOX_MAX = 120            # ... and sits on a dark box or shadow: a text pixel has pixels this dark nearby
 CONTRAST = 60            # ... or this much darker (a translucent box over a bright room)
 STROKE_REACH = 3         # px (unscaled) from a letter pixel to the box on either side
 WORD_GAP = 1.2           # line heights: a wider gap ends the name (the room behind it begins)
 OCR_HEIGHT = 36          # px: the line's height in the picture handed to OCR
-NATIVE_HEIGHTS = (32, 48)   # px: heights of the unscaled label box in its other renderings (PP-OCR reads 48)
+TIGHT_HEIGHTS = (32, 40, 48, 64)   # px: heights of the other renderings, the letters with TIGHT_MARGIN round them
+TIGHT_MARGIN = 2         # px (unscaled): wider takes in the box's edge or the room, which PP-OCR reads as letters
 THUMB = (64, 12)         # size of the letters thumbnail a tile's last reading is kept with
 SAME_TILE = 4.0          # mean grey difference of that picture below which the tile is unchanged
 SAME_LABEL = 0.05        # mean thumbnail difference below which a label is unchanged (noise: < 0.02)
@@ -73,8 +76,9 @@ class Label:
     """A tile's name line: pictures of it for OCR (dark letters on light) and where its letters are.
 
     The first picture is the letters cut out at their mask and upscaled smoothly; the others are
-    the unscaled box round them, upscaled linearly. On 5 px letters each way loses different
-    strokes, so where two readings agree the name is taken at a lower score than one alone.
+    the letters' unscaled box, upscaled linearly to several heights. On 5 px letters each way
+    loses different strokes, so where readings agree the name is taken at a lower score than
+    one alone.
     """
 
     pictures: Renderings
@@ -93,7 +97,7 @@ class _Seen:
     tile: np.ndarray | None = None
 
 
-def white_letters(gray: np.ndarray, reach: int) -> np.ndarray:
+def white_letters(gray: np.ndarray, reach: int, text_min: int = TEXT_MIN) -> np.ndarray:
     """Bright pixels with darker pixels within ``reach`` on both sides (left and right, or above
     and below): label strokes are thin, while bright room or clothes is dark on one side only.
 
@@ -108,7 +112,7 @@ def white_letters(gray: np.ndarray, reach: int) -> np.ndarray:
 
     across = darker_towards((1, reach + 1), (reach, 0)) & darker_towards((1, reach + 1), (0, 0))
     along = darker_towards((reach + 1, 1), (0, reach)) & darker_towards((reach + 1, 1), (0, 0))
-    return (gray > TEXT_MIN) & (across | along)
+    return (gray > text_min) & (across | along)
 
 
 def find_label(gray: np.ndarray, tile: Tile) -> Label | None:
@@ -116,7 +120,8 @@ def find_label(gray: np.ndarray, tile: Tile) -> Label | None:
 
     The label is the lowest line of white letters in the tile's bottom band that starts in
     its left part. A tile without one may be Zoom's camera-off tile, which shows the name
-    large in its middle instead: a line centred there is taken.
+    large in its middle instead: a line centred there is taken. Only where neither is found
+    are grey letters (``DIM_TEXT_MIN``) looked for in the bottom band: a scaled-down capture.
     """
     box = tile.box.clip(gray.shape[1], gray.shape[0])
     rows = max(int(box.h * LABEL_BAND), 16)
@@ -126,29 +131,28 @@ def find_label(gray: np.ndarray, tile: Tile) -> Label | None:
         middle = box.y + int(box.h * (0.5 - MIDDLE_BAND / 2))
         label = _line(gray[middle:middle + int(box.h * MIDDLE_BAND), box.x:box.x2], Box(box.x, middle, 0, 0),
                       centred=True)
+    if label is None:
+        label = _line(gray[top:box.y2, box.x:box.x2], Box(box.x, top, 0, 0), centred=False, text_min=DIM_TEXT_MIN)
     return _rendered(gray, label) if label else None
 
 
 def _rendered(gray: np.ndarray, label: Label) -> Label:
-    """The label with its other renderings: its unscaled box at each of ``NATIVE_HEIGHTS``, smooth
-    and linear, and the box less half its margin with a plain border (PP-OCR's 48 px in all)."""
+    """The label with its other renderings: its letters with ``TIGHT_MARGIN`` round them, unscaled,
+    enlarged linearly to each of ``TIGHT_HEIGHTS``. Measured on the 150 Latin labels of
+    ``../shared/data/meetings`` (one PP-OCR reading each, within 0.8 of the name): 137-139 for
+    these, 120-133 with a 4 px margin; cubic or Lanczos enlargement reads big labels exactly
+    more often but 5 px letters far worse (19 and 3 of 41 against 36)."""
+    inset = STROKE_REACH + 1 - TIGHT_MARGIN
     box = label.where.clip(gray.shape[1], gray.shape[0])
-    patch = 255 - gray[box.y:box.y2, box.x:box.x2]
-    inner = patch[2:-2, 2:-2]
-    if inner.size == 0:
+    patch = 255 - gray[box.y + inset:box.y2 - inset, box.x + inset:box.x2 - inset]
+    if min(patch.shape) == 0:
         return label
-
-    def scaled(picture: np.ndarray, height: int, how: int) -> np.ndarray:
-        return cv2.resize(picture, None, fx=height / picture.shape[0], fy=height / picture.shape[0], interpolation=how)
-
-    more = (scaled(patch, NATIVE_HEIGHTS[0], cv2.INTER_CUBIC),
-            *(scaled(patch, height, cv2.INTER_LINEAR) for height in NATIVE_HEIGHTS),
-            cv2.copyMakeBorder(scaled(inner, NATIVE_HEIGHTS[-1] * inner.shape[0] // (inner.shape[0] + 8),
-                                      cv2.INTER_LINEAR), 4, 4, 8, 8, cv2.BORDER_REPLICATE))
+    more = tuple(cv2.resize(patch, None, fx=height / patch.shape[0], fy=height / patch.shape[0],
+                            interpolation=cv2.INTER_LINEAR) for height in TIGHT_HEIGHTS)
     return Label(label.pictures + more, label.where, label.height)
 
 
-def _line(band: np.ndarray, origin: Box, centred: bool) -> Label | None:
+def _line(band: np.ndarray, origin: Box, centred: bool, text_min: int = TEXT_MIN) -> Label | None:
     """The lowest substantial line of white letters in ``band``, starting in its left part
     (``centred``: centred in it), grown to its whole name: words beside it join while the
     gap is under ``WORD_GAP`` line heights, its rows take in taller letters (brackets, Hangul).
@@ -157,7 +161,7 @@ def _line(band: np.ndarray, origin: Box, centred: bool) -> Label | None:
         return None
     scale = max(1, -(-BAND_ROWS // band.shape[0]))
     big = cv2.resize(band, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC) if scale > 1 else band
-    mask = white_letters(big, STROKE_REACH * scale)
+    mask = white_letters(big, STROKE_REACH * scale, text_min)
     blobs = cv2.dilate(mask.astype(np.uint8), np.ones((1, 3 * scale + 1), np.uint8))
     count, _, stats, _ = cv2.connectedComponentsWithStats(blobs, connectivity=8)
     height, width = mask.shape
@@ -185,10 +189,13 @@ def _line(band: np.ndarray, origin: Box, centred: bool) -> Label | None:
 
 def letters_at(gray: np.ndarray, where: Box) -> Thumbnail | None:
     """The thumbnail of the letters at ``where``, unscaled: how an unchanged label is recognised
-    each frame at a fraction of the cost of finding it."""
+    each frame at a fraction of the cost of finding it. Grey letters where no white ones are
+    (a label ``find_label`` found by ``DIM_TEXT_MIN``)."""
     box = where.clip(gray.shape[1], gray.shape[0])
     patch = gray[box.y:box.y2, box.x:box.x2]
-    return _thumbnail(white_letters(patch, STROKE_REACH)) if patch.size else None
+    if not patch.size:
+        return None
+    return _thumbnail(white_letters(patch, STROKE_REACH)) or _thumbnail(white_letters(patch, STROKE_REACH, DIM_TEXT_MIN))
 
 
 def _grow(mask: np.ndarray, top: int, bottom: int, left: int, right: int) -> tuple[int, int, int, int]:
@@ -460,7 +467,10 @@ def ppocr_lines(recogniser, labels: Sequence[Label]) -> list[Reading | None]:
     """
     def read(picture: np.ndarray) -> Reading:
         (text, score), = recogniser([cv2.cvtColor(picture, cv2.COLOR_GRAY2BGR)])[0]
-        return text.strip(), float(score)
+        text = unicodedata.normalize("NFKC", text).strip()   # full-width brackets: ASCII ones
+        if text.endswith(("]", "|")) and "[" not in text:
+            text = text[:-1].rstrip()   # the tile's edge, which a tight crop can touch
+        return text, float(score)
 
     readings = []
     for label in labels:
@@ -478,17 +488,18 @@ def ppocr_lines(recogniser, labels: Sequence[Label]) -> list[Reading | None]:
 
 def _agreed(readings: Sequence[Reading]) -> Reading | None:
     """One label's reading from its renderings: of the Latin names read alike by ``VOTES`` of them
-    (score >= PPOCR_AGREED), the one closest to the others (the letters most renderings saw).
+    (score >= PPOCR_AGREED), the one closest to the others (the letters most renderings saw),
+    with its spaces if one has them. Alike ignores spaces, which PP-OCR drops between small words.
     A line whose first reading is no Latin name gives None when unsure: another script's line,
     whose sure reading (the digits of ``김선경(20200756)``) stands only if Tesseract reads none."""
     names = [text for text, _ in readings if _LATIN_NAME.fullmatch(text)]
     backed = []
     for text, score in readings:
-        alike = [_likeness(text, other) for other in names]
+        alike = [_likeness(text.replace(" ", ""), other.replace(" ", "")) for other in names]
         if text in names and score >= PPOCR_AGREED and sum(r >= AGREE for r in alike) >= VOTES:
-            backed.append((sum(r for r in alike if r >= AGREE), score, text))
+            backed.append((sum(r for r in alike if r >= AGREE), " " in text, score, text))
     if backed:
-        _, score, text = max(backed)
+        *_, score, text = max(backed)
         return _cut_short(text, readings), score
     text, score = readings[0]
     if _LATIN_NAME.fullmatch(text):
@@ -514,8 +525,11 @@ def _likeness(a: str, b: str) -> float:
 
 def _word_starts(text: str) -> str:
     """Capital word starts where the two cases differ only in size (``c j o s u v w x z``): PP-OCR
-    guesses those (``Kenji sato``), and a name's words almost always start with a capital."""
-    return re.sub(r"\b[cjosuvwxz]", lambda m: m[0].upper(), text)
+    guesses those (``Kenji sato``), and a name's words almost always start with a capital.
+    A line read as one word with a capital inside (``MargaretRamsey``) gets its space back: PP-OCR
+    drops the space between small words. ``VonDoupe`` in a line with a space is left alone."""
+    text = re.sub(r"\b[cjosuvwxz]", lambda m: m[0].upper(), text)
+    return text if " " in text else re.sub(r"(?<=[a-z]{2})(?=[A-Z])", " ", text, count=1)
 
 
 def script_line(pictures: Renderings, lang: str) -> str:

@@ -21,9 +21,9 @@ from fer_overlay.pipeline import Analyzer
 from tests.conftest import MEETINGS, same_name
 
 MIN_FACES = 0.95      # share of visible faces found, over the whole set (issue 10's goal; 136/136 measured)
-MIN_NAMES = 0.78      # share of labelled names read: a floor under the 159/196 (81%) measured, NOT issue 10's
-                      # 90% goal; the gap is zoom_promo_7x7, whose 4-5 px labels are read 19/48
-MAX_MISREAD = 0.02    # readings that match no label (a wrong identity): 0 measured
+MIN_NAMES = 0.9       # share of labelled names read (issue 10's goal; 181/196 measured, zoom_promo_7x7's 4-5 px
+                      # labels 35/48)
+MAX_MISREAD = 0.03    # readings that match no label: 5 measured, all 4-5 px labels misread (``Jack D``)
 
 
 def positions(tiles: tuple[Tile, ...]) -> dict[str, tuple[int, int]]:
@@ -60,11 +60,15 @@ def scores(labels, results) -> dict[str, dict]:
         read = sum(any(same_name(n, i) for i in ids) for n in named)
         keys = {t.key for t in result.tiles}
         misread = sum(not any(same_name(n, i) for n in named) for i in ids if i not in keys and "#" not in i)
+        order = sorted(result.tiles, key=lambda t: place[t.key])   # labels.json's order: row by row
+        own = {t.key: label["names"][n] for n, t in enumerate(order)}
+        swapped = [s.id for s in result.students if s.tile and s.id not in keys
+                   and any(same_name(n, s.id) for n in named) and not same_name(own[s.tile.key] or "", s.id)]
         rows = 1 + max((t.row for t in result.tiles), default=0)
         cols = max((sum(t.row == r for t in result.tiles) for r in range(rows)), default=0)
         on_off = sum(f.tile is not None and place.get(f.tile.key) in off for f in result.faces)
         out[image_id] = dict(tiles=len(result.tiles), grid=[rows, cols], faces=len(result.faces),
-                             on_off=on_off, read=read, named=len(named), misread=misread)
+                             on_off=on_off, read=read, named=len(named), misread=misread, swapped=swapped)
         s = out[image_id]
         table.add_row(image_id, f"{s['tiles']}/{label['tiles']}", f"{rows}x{cols}",
                       f"{s['faces']}/{label['faces_visible']}", str(on_off), f"{read}/{len(named)}", str(misread))
@@ -104,3 +108,5 @@ def test_names_are_read(scores):
     misread = sum(s["misread"] for s in scores.values())
     assert read >= MIN_NAMES * named, f"names read {read}/{named}"
     assert misread <= MAX_MISREAD * named, f"{misread} readings match no label"
+    # a misread name is a garbled label; another participant's name on a tile is a wrong identity
+    assert {k: s["swapped"] for k, s in scores.items() if s["swapped"]} == {}
