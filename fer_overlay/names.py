@@ -121,19 +121,21 @@ def find_label(gray: np.ndarray, tile: Tile) -> Label | None:
     The label is the lowest line of white letters in the tile's bottom band that starts in
     its left part. A tile without one may be Zoom's camera-off tile, which shows the name
     large in its middle instead: a line centred there is taken. Only where neither is found
-    are grey letters (``DIM_TEXT_MIN``) looked for in the bottom band: a scaled-down capture.
+    are grey letters (``DIM_TEXT_MIN``, a scaled-down capture) looked for in the bottom band:
+    that look would take bits of a face or room for a name where the first finds the label.
     """
     box = tile.box.clip(gray.shape[1], gray.shape[0])
     rows = max(int(box.h * LABEL_BAND), 16)
     top = max(box.y2 - rows, box.y)
-    label = _line(gray[top:box.y2, box.x:box.x2], Box(box.x, top, 0, 0), centred=False)
-    if label is None:
-        middle = box.y + int(box.h * (0.5 - MIDDLE_BAND / 2))
-        label = _line(gray[middle:middle + int(box.h * MIDDLE_BAND), box.x:box.x2], Box(box.x, middle, 0, 0),
-                      centred=True)
-    if label is None:
-        label = _line(gray[top:box.y2, box.x:box.x2], Box(box.x, top, 0, 0), centred=False, text_min=DIM_TEXT_MIN)
-    return _rendered(gray, label) if label else None
+    middle = box.y + int(box.h * (0.5 - MIDDLE_BAND / 2))
+    bottom_band = gray[top:box.y2, box.x:box.x2], Box(box.x, top, 0, 0)
+    middle_band = gray[middle:middle + int(box.h * MIDDLE_BAND), box.x:box.x2], Box(box.x, middle, 0, 0)
+    looks = ((bottom_band, {}), (middle_band, {"centred": True}), (bottom_band, {"text_min": DIM_TEXT_MIN}))
+    for (band, origin), how in looks:
+        label = _line(band, origin, **{"centred": False, **how})
+        if label is not None:
+            return _rendered(gray, label)
+    return None
 
 
 def _rendered(gray: np.ndarray, label: Label) -> Label:
@@ -165,7 +167,7 @@ def _line(band: np.ndarray, origin: Box, centred: bool, text_min: int = TEXT_MIN
     blobs = cv2.dilate(mask.astype(np.uint8), np.ones((1, 3 * scale + 1), np.uint8))
     count, _, stats, _ = cv2.connectedComponentsWithStats(blobs, connectivity=8)
     height, width = mask.shape
-    lines = [(y + h, area, (y, y + h - 1, x, x + w - 1)) for x, y, w, h, area in stats[1:count]
+    lines = [(y + h, area, (y, y + h - 1, x, x + w - 1)) for x, y, w, h, area in _syllables_joined(stats[1:count])
              if MIN_LINE_HEIGHT * scale <= h <= 0.6 * height and w >= 1.5 * h
              and (abs(x + w / 2 - width / 2) < CENTRED * width if centred else x <= LABEL_LEFT * width)]
     if not lines:
@@ -185,6 +187,24 @@ def _line(band: np.ndarray, origin: Box, centred: bool, text_min: int = TEXT_MIN
                 (right - left) // scale + 1 + 2 * margin, (bottom - top) // scale + 1 + 2 * margin)
     return Label((cv2.copyMakeBorder(picture, 12, 12, 12, 12, cv2.BORDER_REPLICATE),), where,
                  (bottom - top + 1) / scale)
+
+
+def _syllables_joined(blobs: np.ndarray) -> list[tuple[int, int, int, int, int]]:
+    """Letter blobs (x, y, w, h, area) with each row of Hangul syllables joined into one: they are
+    as tall as they are wide and stand apart, so no one of them looks like a line. Joined are
+    side-by-side blobs about square, of one height (+-25%), top and bottom aligned (a quarter of
+    that height) and at most half of it apart: a name's syllables, rarely bits of a face or room."""
+    runs: list[list[int]] = []
+    for x, y, w, h, area in sorted(blobs.tolist()):
+        last = runs[-1] if runs else None
+        if (last and 0.6 * h <= w <= 1.5 * h and abs(h - last[5]) <= 0.25 * max(h, last[5])
+                and abs(y - last[1]) <= 0.25 * h and abs(y + h - last[1] - last[3]) <= 0.25 * h
+                and 0 <= x - (last[0] + last[2]) <= h / 2 and (last[6] or 0.6 * last[3] <= last[2] <= 1.5 * last[3])):
+            runs[-1] = [last[0], min(y, last[1]), x + w - last[0], max(y + h, last[1] + last[3]) - min(y, last[1]),
+                        last[4] + area, h, True]
+        else:
+            runs.append([x, y, w, h, area, h, False])
+    return [tuple(run[:5]) for run in runs]
 
 
 def letters_at(gray: np.ndarray, where: Box) -> Thumbnail | None:

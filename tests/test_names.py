@@ -251,6 +251,32 @@ def test_a_cut_short_mark_read_by_tesseract_stays_the_apps_mark():
     assert clean_text("Amara O.") == "Amara O." and clean_text("...") == ""
 
 
+def hollow_syllables(image: np.ndarray, x: int, y: int, count: int, size: int, gap: int) -> None:
+    """Square outlines side by side, 2 px strokes: stand-ins for Hangul syllables (cv2 draws no Hangul)."""
+    for i in range(count):
+        left = x + i * (size + gap)
+        cv2.rectangle(image, (left, y), (left + size - 1, y + size - 1), 235, 2)
+
+
+def test_a_name_of_separate_square_syllables_is_found_as_one_line():
+    from fer_overlay.names import find_label
+    off = np.full((158, 280), 35, np.uint8)                       # a camera-off tile, name in the middle
+    hollow_syllables(off, 107, 68, 3, 20, 6)
+    label = find_label(off, Tile(0, 0, Box(0, 0, 280, 158)))
+    assert label is not None and label.where.x <= 107 and label.where.x2 >= 107 + 3 * 20 + 2 * 6
+    video = np.full((348, 620), 120, np.uint8)                    # a video tile: a bottom-left label,
+    cv2.rectangle(video, (240, 270), (262, 286), 30, -1)           # below a dark patch with a bright speck
+    cv2.rectangle(video, (248, 276), (252, 280), 230, 1)
+    video[312:342, 0:70] = 45
+    hollow_syllables(video, 6, 319, 3, 15, 6)
+    label = find_label(video, Tile(0, 0, Box(0, 0, 620, 348)))
+    assert label is not None and label.where.x < 10 and label.where.y > 300   # the name, not the speck
+    blocks = np.full((158, 280), 35, np.uint8)                     # squares of unequal size or height: no name
+    for left, top, size in ((100, 60, 20), (126, 70, 12), (144, 58, 26)):
+        cv2.rectangle(blocks, (left, top), (left + size - 1, top + size - 1), 235, 2)
+    assert find_label(blocks, Tile(0, 0, Box(0, 0, 280, 158))) is None
+
+
 def test_binarising_a_label_divides_out_a_backdrop_that_shades_dark_to_light():
     from fer_overlay.names import _binarised
     backdrop = np.tile(np.linspace(60, 230, 300), (40, 1)).astype(np.uint8)   # dark left, light right
