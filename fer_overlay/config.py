@@ -1,4 +1,8 @@
-"""The one frozen configuration of a run, built by the CLI and passed down."""
+"""The one frozen configuration of a run's analysis, built by the CLI and passed down.
+
+The live loop's rates and length (``--fps``, ``--analysis-fps``, ``--duration``) are arguments of
+``pipeline.run_live`` instead: they pace the loop, and no stage of the analysis reads them.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,6 @@ class Config:
     max_faces: int = 100
     half_life: float = 1.5         # seconds for a student's smoothed probabilities to move halfway
     flip_average: bool = True      # test-time augmentation: average face and mirrored face
-    fps: float = 10.0              # screen grab rate (the annotated feed's rate)
     model: Path | None = None      # emotion model file; None = the bundled one
     ocr: bool = False              # read names from the tiles' labels (the CLI turns this on)
     roster: tuple[str, ...] = ()   # known names: OCR readings snap to the closest one
