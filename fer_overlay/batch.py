@@ -292,8 +292,12 @@ def run_batch(args, console: Console) -> int:
                 outcomes[outcome.recording.path] = outcome
         except KeyboardInterrupt:
             interrupted = True
+    # A worker already in a file when Ctrl-C came may still have finished its record before the
+    # cluster stopped: that file is done, and the summary says so, as a rerun will.
+    finished = finished_records(out) if interrupted else {}
     for recording in todo.values():
-        outcomes.setdefault(recording.path, Outcome(recording, State.STOPPED))
+        outcomes.setdefault(recording.path, Outcome(recording, State.DONE, finished[recording.key])
+                            if recording.key in finished else Outcome(recording, State.STOPPED))
     for twin in copies:
         first = outcomes[todo[twin.key].path]
         outcomes[twin.path] = Outcome(twin, State.SAME if first.state is State.DONE else first.state,

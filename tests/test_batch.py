@@ -212,3 +212,47 @@ def test_killed_worker_retried_without_duplicates(videos, config, tmp_path):
     assert not list((out / RECORDS).glob(f"*{PARTIAL}*"))
     # The models were loaded once per worker process (the restarted one included), not per file.
     assert sorted(loads.values()) in ([1, 1], [0, 1])
+
+
+def test_ctrl_c_keeps_finished_records_and_a_rerun_goes_on(videos, config, tmp_path):
+    """Ctrl-C once the first record is in: exit 130, every record there complete, no partial file
+    left; the same command again analyses only what was not finished."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "term"
+    folder.mkdir()
+    (folder / "lecture0.mp4").symlink_to(videos / "lecture0.mp4")
+    make_video(folder / "lecture3.mp4", 3, seconds=300)   # 1,200 frames: still in analysis at the stop
+    make_video(folder / "lecture4.mp4", 4, seconds=300)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "fer_overlay.cli", "batch", str(folder), "--out", str(out), "--workers", "2",
+               "--accept-notice"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "XDG_CONFIG_HOME": str(config / "config")})
+    deadline = time.time() + 180
+    while not list((out / RECORDS).glob("*.db")):
+        assert time.time() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    said = stdout + stderr
+    assert process.returncode == 130 and "Traceback" not in said, said
+    assert "stopped: every finished record is complete; run the same command again to go on" in said
+    records = sorted((out / RECORDS).glob("*.db"))
+    assert records and not list((out / RECORDS).glob(f"*{PARTIAL}*"))
+    assert len(records) < 3, "the stop came after every file was done: make the videos longer"
+    for record in records:
+        with sqlite3.connect(record) as con:
+            assert con.execute("select ended_at is not null from sessions").fetchall() == [(1,)]
+    summary = (out / SUMMARY).read_text()
+    assert f"| analysed | {len(records)} |" in summary and f"| not finished | {3 - len(records)} |" in summary
+
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                           env={**os.environ, "XDG_CONFIG_HOME": str(config / "config")})
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"3 recording(s): {3 - len(records)} to analyse, {len(records)} finished earlier" in again.stdout + again.stderr
+    assert len(list((out / RECORDS).glob("*.db"))) == 3
