@@ -256,3 +256,19 @@ def test_ctrl_c_keeps_finished_records_and_a_rerun_goes_on(videos, config, tmp_p
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"3 recording(s): {3 - len(records)} to analyse, {len(records)} finished earlier" in again.stdout + again.stderr
     assert len(list((out / RECORDS).glob("*.db"))) == 3
+
+
+def test_aggregate_only_reaches_the_workers(videos, config, tmp_path):
+    """``--aggregate-only``: the workers' records hold the class's numbers and no student's."""
+    folder = tmp_path / "one"
+    folder.mkdir()
+    (folder / "lecture0.mp4").symlink_to(videos / "lecture0.mp4")
+    out = tmp_path / "out"
+    assert main(["batch", str(folder), "--out", str(out), "--workers", "1", "--accept-notice", "--aggregate-only"]) == 0
+    with sqlite3.connect(record_of(out, videos / "lecture0.mp4")) as con:
+        counts = {table: con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                  for table in ("samples", "attention_samples", "aliases", "class_samples", "class_attention")}
+    assert counts == {"samples": 0, "attention_samples": 0, "aliases": 0, "class_samples": 3, "class_attention": 3}
+    with open(out / TABLE, newline="") as table:
+        assert list(csv.DictReader(table)) == []
+    assert "Privacy switches: --aggregate-only." in (out / SUMMARY).read_text()
