@@ -15,7 +15,7 @@ import io
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +64,7 @@ class Session:
     shares: np.ndarray             # (T, 7) class share of faces per emotion; NaN without faces
     faces: np.ndarray              # (T,) mean faces per analysed frame
     attention: AttentionSession | None = None   # head pose and presence; None if not recorded
+    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)   # student -> ids shown before
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,11 @@ def load_session(path: str | Path, session_id: int | None = None) -> Session:
         class_rows = con.execute(f"SELECT second, faces, {', '.join(SHARE_COLUMNS)} FROM class_samples "
                                  "WHERE session_id = ?", (sid,)).fetchall()
         attention_rows = attention_report.fetch(con, sid)
+        aliases: dict[str, tuple[str, ...]] = {}
+        if con.execute("SELECT 1 FROM sqlite_master WHERE name = 'aliases'").fetchone():   # older files: none
+            for alias, current in con.execute("SELECT alias, student FROM aliases WHERE session_id = ? "
+                                              "ORDER BY alias", (sid,)):
+                aliases[current] = (*aliases.get(current, ()), alias)
     except sqlite3.Error as exc:   # a damaged file can fail past the header check
         raise RecordError(f"{path}: cannot read the session ({exc})") from None
     finally:
@@ -156,7 +162,7 @@ def load_session(path: str | Path, session_id: int | None = None) -> Session:
     faces[class_second] = np.array(class_columns[1], dtype=float)
     return Session(sid, head[1], head[2], head[3], head[4], bool(head[5]), seconds, np.array(names, dtype=str),
                    probabilities, status, shares, faces,
-                   attention_report.arrays(attention_rows, len(seconds), np.array(names, dtype=str)))
+                   attention_report.arrays(attention_rows, len(seconds), np.array(names, dtype=str)), aliases)
 
 
 # --- analysis --------------------------------------------------------------------------------
@@ -470,7 +476,7 @@ def _html(session: Session, rules: FlagRule, summaries: tuple[StudentSummary, ..
         parts.append("<p>No sharp rise of negative expressions and no mass absence.</p>")
     if heatmap is not None:
         parts += ["<h2>Students</h2>", f'<img src="{heatmap}" alt="dominant emotion per student over time">',
-                  _student_table(summaries)]
+                  _student_table(summaries, session.aliases)]
     parts.append(f'<p class="meta">Flags: negative emotion in at least {rules.negative:.0%} of a '
                  f"{rules.for_seconds:g} s window; no face for more than {rules.absent_seconds:g} s. "
                  "Expressions are not feelings: use this to look again, not to judge.</p>")
@@ -479,13 +485,18 @@ def _html(session: Session, rules: FlagRule, summaries: tuple[StudentSummary, ..
             f"<style>{_CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
 
 
-def _student_table(summaries: tuple[StudentSummary, ...]) -> str:
+def _student_table(summaries: tuple[StudentSummary, ...], aliases: dict[str, tuple[str, ...]]) -> str:
+    """One row a student; the ids they were shown under before (a tile key until their label was
+    read, a misreading) under their name, so the teacher can match the live table's rows."""
     rows = []
     for s in summaries:
+        before = aliases.get(s.student)
+        name = html.escape(s.student) + (f'<br><span class="meta">also shown as {html.escape(", ".join(before))}</span>'
+                                         if before else "")
         dominant = (f'<span class="swatch" style="background:{EMOTION_COLORS[s.dominant]}"></span>{s.dominant}'
                     if s.dominant else "—")
         flags = "; ".join(html.escape(f.describe()) for f in s.flags)
-        rows.append(f'<tr{" class=flagged" if s.flags else ""}><td>{html.escape(s.student)}</td><td>{dominant}</td>'
+        rows.append(f'<tr{" class=flagged" if s.flags else ""}><td>{name}</td><td>{dominant}</td>'
                     f'<td class="num">{s.negative_share:.0%}</td><td class="num">{mmss(s.absent_seconds)}</td>'
                     f'<td class="num">{mmss(s.camera_off_seconds)}</td>'
                     f"<td>{flags}</td></tr>")

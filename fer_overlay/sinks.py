@@ -352,7 +352,8 @@ def result_to_dict(result: FrameResult) -> dict[str, Any]:
         ],
         "faces": [_face_to_dict(f) for f in result.faces],
         "students": [
-            {"id": s.id, "status": s.status, "emotion": s.emotion, "confidence": round(float(s.confidence), 4)}
+            {"id": s.id, "status": s.status, "emotion": s.emotion, "confidence": round(float(s.confidence), 4),
+             "aliases": list(s.aliases)}   # ids shown before: the tile key until the label was read
             for s in result.students
         ],
         "mood": {

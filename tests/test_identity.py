@@ -16,7 +16,7 @@ from fer_overlay.core import EMOTIONS, Box, Face, FrameResult, Tile
 from fer_overlay.identity import LOOK_GRID, Roll, look_distance, tile_looks
 from fer_overlay.names import Pseudonyms, clean_reading, same_person
 from fer_overlay.record import Recorder
-from fer_overlay.report import load_session
+from fer_overlay.report import load_session, write_report
 from fer_overlay.track import Tracker
 
 NAMES = ("Amara O.", "Ben K.", "Chen L.", "Dana R.", "Eli M.", "Lena B.", "Nia F.", "Omar H.",
@@ -137,7 +137,10 @@ def test_a_name_read_wrong_first_is_renamed_by_the_vote_and_the_record_keeps_one
         assert {r[0] for r in con.execute("SELECT DISTINCT student FROM samples")} == {"Chen L."}
         assert con.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 6   # 28 frames at 5 fps: 6 seconds
         assert dict(con.execute("SELECT alias, student FROM aliases")) == {"r1c1": "Chen L.", "Chen": "Chen L."}
-    assert list(load_session(tmp_path / "class.db").students) == ["Chen L."]
+    session = load_session(tmp_path / "class.db")
+    assert list(session.students) == ["Chen L."] and session.aliases == {"Chen L.": ("Chen", "r1c1")}
+    page = write_report(session, tmp_path / "report").read_text()
+    assert "Chen L.<br><span class=\"meta\">also shown as Chen, r1c1</span>" in page   # the rows the teacher saw live
 
 
 def test_reshuffled_tiles_follow_names_and_unread_tiles_follow_their_look():
@@ -215,7 +218,7 @@ def test_a_session_file_from_before_aliases_is_read_and_written_to(tmp_path):
         run(Tracker(), [(tiles, {"r1c1": "Ana Lima"}, None)] * 6, recorder)
     with sqlite3.connect(path) as con:
         con.execute("DROP TABLE aliases")
-    assert list(load_session(path).students) == ["Ana Lima"]
+    assert list(load_session(path).students) == ["Ana Lima"] and load_session(path).aliases == {}
     with Recorder(path, clock=lambda: 0.0) as recorder:
         run(Tracker(), [(tiles, {}, None)] * 3 + [(tiles, {"r1c1": "Ben K."}, None)] * 10, recorder)
     with sqlite3.connect(path) as con:

@@ -48,7 +48,7 @@ def sample_result() -> FrameResult:
                 0.93127, tile, "r1c2", p, s)
     students = (
         Student("r1c2", tile, "present", "happy", 0.75, s, 12.0),
-        Student("r2c1", empty, "no_face"),
+        Student("Ana Lima", empty, "no_face", aliases=("r2c1",)),
     )
     return FrameResult(42, 12.3456, (640, 360), (tile, empty), (face,), students, fps=5.0, dropped=3)
 
@@ -274,8 +274,8 @@ def test_json_lines_one_object_per_result_with_named_probabilities(tmp_path: Pat
     assert face["tile"] == "r1c2" and face["student"] == "r1c2" and face["score"] == 0.9313
     assert face["box"] == [400, 40, 80, 100] and face["landmarks"][0] == [420.2, 70.0]
     assert record["students"] == [
-        {"id": "r1c2", "status": "present", "emotion": "happy", "confidence": 0.75},
-        {"id": "r2c1", "status": "no_face", "emotion": None, "confidence": 0.0},
+        {"id": "r1c2", "status": "present", "emotion": "happy", "confidence": 0.75, "aliases": []},
+        {"id": "Ana Lima", "status": "no_face", "emotion": None, "confidence": 0.0, "aliases": ["r2c1"]},
     ]
 
 
