@@ -194,16 +194,19 @@ def _syllables_joined(blobs: np.ndarray) -> list[tuple[int, int, int, int, int]]
     as tall as they are wide and stand apart, so no one of them looks like a line. Joined are
     side-by-side blobs about square, of one height (+-25%), top and bottom aligned (a quarter of
     that height) and at most half of it apart: a name's syllables, rarely bits of a face or room."""
-    runs: list[list[int]] = []
+    def square(w: int, h: int) -> bool:
+        return 0.6 * h <= w <= 1.5 * h
+
+    runs: list[list] = []   # x, y, w, h, area, the height of its last blob, joined yet
     for x, y, w, h, area in sorted(blobs.tolist()):
-        last = runs[-1] if runs else None
-        if (last and 0.6 * h <= w <= 1.5 * h and abs(h - last[5]) <= 0.25 * max(h, last[5])
-                and abs(y - last[1]) <= 0.25 * h and abs(y + h - last[1] - last[3]) <= 0.25 * h
-                and 0 <= x - (last[0] + last[2]) <= h / 2 and (last[6] or 0.6 * last[3] <= last[2] <= 1.5 * last[3])):
-            runs[-1] = [last[0], min(y, last[1]), x + w - last[0], max(y + h, last[1] + last[3]) - min(y, last[1]),
-                        last[4] + area, h, True]
-        else:
-            runs.append([x, y, w, h, area, h, False])
+        if runs:
+            rx, ry, rw, rh, rarea, last_h, joined = runs[-1]
+            if (square(w, h) and (joined or square(rw, rh)) and abs(h - last_h) <= 0.25 * max(h, last_h)
+                    and abs(y - ry) <= 0.25 * h and abs(y + h - ry - rh) <= 0.25 * h and 0 <= x - (rx + rw) <= h / 2):
+                top = min(y, ry)
+                runs[-1] = [rx, top, x + w - rx, max(y + h, ry + rh) - top, rarea + area, h, True]
+                continue
+        runs.append([x, y, w, h, area, h, False])
     return [tuple(run[:5]) for run in runs]
 
 
