@@ -291,14 +291,14 @@ def test_only_changed_faces_are_classified_and_each_keeps_its_own_result(demo_fa
     assert classifier.calls[-1] == 9
 
 
-def test_the_mirrored_look_is_only_for_unsure_faces(demo_faces):
-    """Flip below FLIP_BELOW: a sure face keeps its plain answer, an unsure one is averaged."""
+def test_the_second_look_is_only_for_unsure_faces(demo_faces):
+    """Below SECOND_LOOK_BELOW: a sure face keeps its plain answer, an unsure one is averaged."""
     crops = np.stack([demo_faces[i] for i in range(40)])
     plain = EmotionClassifier.load(flip_average=False).predict(crops)
-    everywhere = EmotionClassifier.load(flip_below=1.0).predict(crops)
+    everywhere = EmotionClassifier.load(second_look_below=1.0).predict(crops)
     unsure_only = EmotionClassifier.load().predict(crops)
-    from fer_overlay.classify import FLIP_BELOW
-    sure = plain.max(axis=1) >= FLIP_BELOW
+    from fer_overlay.classify import SECOND_LOOK_BELOW
+    sure = plain.max(axis=1) >= SECOND_LOOK_BELOW
     assert 0 < sure.sum() < len(crops)
     np.testing.assert_allclose(unsure_only[sure], plain[sure], atol=1e-6)
     np.testing.assert_allclose(unsure_only[~sure], everywhere[~sure], atol=1e-6)

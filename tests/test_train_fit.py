@@ -1,10 +1,13 @@
 """A tiny real training run: loss falls, export matches Keras, an interrupted run resumes exactly."""
 
 import json
+import shutil
+
 import numpy as np
 import pytest
 
 from fer_overlay.classify import EmotionClassifier
+from tests.conftest import REPO
 from train.config import TrainConfig
 
 
@@ -112,3 +115,18 @@ def test_resume_repairs_an_older_versions_history(tiny_npz, tmp_path):
     state = fit(tiny_config(tiny_npz, 3), run, resume=True)
     assert [h["epoch"] for h in history(run)] == [1, 2, 3] and state["epoch"] == 3
     assert history(run)[:2] == [json.loads(line) for line in lines]
+
+
+def test_a_new_model_card_keeps_the_sections_measured_by_hand(tmp_path):
+    """``train export`` rewrites the card's figures; the ablation table and the runtime model's
+    figures, measured by hand, stay (before "Limits"), so an export cannot lose that evidence."""
+    from train.export import write_card
+    shutil.copy(REPO / "models" / "metrics.json", tmp_path / "metrics.json")
+    (tmp_path / "README.md").write_text("# old card\n\n## Model\nold words\n\n## Ablations\n| run | x |\n\n"
+                                        "## Limits\nold limits\n")
+    write_card(tmp_path)
+    card = (tmp_path / "README.md").read_text()
+    assert "old words" not in card and "old limits" not in card and "## Protocol and figures" in card
+    assert card.count("## Ablations\n| run | x |\n\n## Limits\n") == 1
+    write_card(tmp_path)
+    assert (tmp_path / "README.md").read_text() == card   # a second export changes nothing

@@ -7,6 +7,7 @@ frame. Export checks that both files give the same probabilities and times them.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 import time
@@ -76,6 +77,19 @@ def update_metrics(out_dir: Path, runtime: dict) -> None:
     path.write_text(json.dumps(metrics, indent=2) + "\n")
 
 
+GENERATED = ("## Model", "## Protocol and figures", "## Limits")   # the card's sections export writes
+
+
+def _kept_sections(card: Path) -> str:
+    """The sections of an existing card that export does not write (the runtime model's figures,
+    the ablation table): measured by hand, so a new export keeps them, before "Limits"."""
+    if not card.is_file():
+        return ""
+    sections = re.split(r"(?m)^(?=## )", card.read_text())
+    return "".join(s if s.endswith("\n\n") else s.rstrip("\n") + "\n\n"
+                   for s in sections if s.startswith("## ") and not s.startswith(GENERATED))
+
+
 def write_card(out_dir: Path) -> None:
     """``models/README.md``: what the model is, how it was measured, what it cannot do."""
     m = json.loads((out_dir / "metrics.json").read_text())
@@ -86,7 +100,8 @@ def write_card(out_dir: Path) -> None:
     speed = runtime.get("ms_per_batch_of_25", {})
     card = f"""# fer-overlay emotion CNN — model card
 
-Files: `emotion_cnn.tflite` (runtime default, LiteRT), `emotion_cnn.keras` (reference and
+Files: `emotion_cnn_dynamic.tflite` (runtime default: the LiteRT export with its weights in int8,
+dynamic range), `emotion_cnn.tflite` (the float LiteRT export), `emotion_cnn.keras` (reference and
 fallback), `emotion_cnn.config.json` (every training setting), `metrics.json` (all figures
 below), `confusion_matrix.png`, `learning_curves.png`, `classification_report.txt`.
 `face_detection_yunet_2023mar.onnx` is OpenCV Zoo's YuNet face detector (license in `LICENSE.yunet`).
@@ -102,7 +117,7 @@ brightness/contrast jitter and random erasing. Best epoch chosen on PublicTest (
 ## Protocol and figures
 FER2013 (Goodfellow et al. 2013): trained on Training ({m['split_sizes']['Training']} faces), selected on
 PublicTest ({m['split_sizes']['PublicTest']}), reported once on PrivateTest ({m['split_sizes']['PrivateTest']}).
-"flip" = the runtime's test-time augmentation (average of the face and its mirror image).
+"flip" = the face and its mirror image averaged (the runtime adds a zoomed view for unsure faces).
 
 | split | accuracy | accuracy, flip | macro-F1, flip | vs FER+ majority, flip |
 |---|---|---|---|---|
@@ -120,7 +135,7 @@ Speed, 25 faces in one batch on the 2-core CPU: LiteRT {speed.get('tflite', 0):.
 Keras `model(x)` in a `tf.function` {speed.get('keras', 0):.1f} ms. LiteRT and Keras outputs differ by at most
 {runtime.get('keras_vs_tflite_max_abs_diff', 0):.1e}.
 
-## Limits
+{_kept_sections(out_dir / "README.md")}## Limits
 - FER2013 is mostly posed or strongly expressed faces scraped from web image search; webcam faces in
   a lecture are spontaneous and subtle, and most of the time "neutral". Expect lower accuracy there.
 - Labels are single crowd judgements; the FER+ re-annotation disagrees with about a quarter of them.
