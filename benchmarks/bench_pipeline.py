@@ -90,7 +90,7 @@ def stage_table(title: str, image, repeats: int) -> tuple[Table, float]:
     ms, crops = timed(lambda: crops_of(gray, faces), repeats)
     rows.append(("align + crop", ms))
     ms, _ = timed(lambda: analyzer.classifier.predict(crops), repeats)
-    rows.append((f"classify every face (LiteRT, flip where unsure, {len(faces)} faces)", ms))
+    rows.append((f"classify every face (LiteRT, second look where unsure, {len(faces)} faces)", ms))
     classified = analyzer.classify(gray, faces)
     ms, looks = timed(lambda: tile_looks(image, tiles), repeats)
     rows.append(("identity: tile looks (follow students whose label is unread)", ms))
