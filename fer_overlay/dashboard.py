@@ -12,6 +12,7 @@ from collections.abc import Callable
 from types import TracebackType
 
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console, Group
 from rich.live import Live
 from rich.measure import Measurement
@@ -168,7 +169,7 @@ def build_table(result: FrameResult, width: int | None = None, height: int | Non
     emotions = result.signals.emotions   # --signals attention: no emotion anywhere
     students = sorted(result.students, key=_row_order)
     count = len(students)
-    longest = max((len(s.id) for s in students), default=7)
+    longest = max((cell_len(s.id) for s in students), default=7)   # Hangul and Han letters take two cells
     body = _full_table(students) if emotions else attention_rows(students)
     if (height is not None and count + _FULL_EXTRA_LINES > height) or (width is not None and _width(body) > width):
         rows = max(height - _COMPACT_EXTRA_LINES if height is not None else count, 1)

@@ -188,3 +188,18 @@ def test_rows_sort_naturally_in_gallery_order() -> None:
     text, _ = render(result)
     order = [line.split("│")[1].strip() for line in text.splitlines() if line.count("│") > 2]
     assert order == ["r1c1#1", "r1c1#2", "r1c1#10", "r1c2", "r1c3", "Adam", "zoe"]
+
+
+@pytest.mark.parametrize("size", [(80, None), (80, 24)])
+def test_names_in_a_two_cell_script_are_shown_whole(size: tuple[int, int | None]) -> None:
+    """Hangul takes two cells a letter: a width counted in letters cut "(초급) 강미숙" to "(초급) 강…",
+    and five students read alike in ``fer-overlay check``."""
+    given, family = "미숙경화영란", "강김박이전한"
+    names = [f"(초급) {family[i % 6]}{given[i // 6 % 6]}{given[(i + 2) % 6]}" for i in range(25)]
+    result = class_of(25)
+    result = dataclasses.replace(result, students=tuple(dataclasses.replace(s, id=name)
+                                                        for s, name in zip(result.students, names)))
+    console = Console(record=True, width=size[0], height=size[1] or 25, file=io.StringIO())
+    console.print(build_table(result, *size))
+    text = console.export_text()
+    assert [name for name in names if name not in text] == []
