@@ -97,7 +97,8 @@ def _common(parser: argparse.ArgumentParser, outputs: bool = True) -> None:
                         help="seconds of label smoothing (default 1.5)")
     parser.add_argument("--detect-width", type=_number(int, "a width in pixels, at least 64", low=64), default=960,
                         help="detect faces at this width (default 960)")
-    parser.add_argument("--no-flip", action="store_true", help="no second look (mirror, zoom) for the faces the model is unsure of (faster)")
+    parser.add_argument("--no-flip", action="store_true",
+                        help="no second look (mirror, zoom) at the faces the model is unsure of (faster)")
     parser.add_argument("--model", type=Path, help="emotion model (.tflite or .keras); default: the bundled one")
     parser.add_argument("--exclude", default="",
                         help="comma-separated students (names or tile keys like r2c3) to leave out entirely")

@@ -18,7 +18,7 @@ class Config:
     detect_width: int = 960        # frames are downscaled to this width for detection
     max_faces: int = 100
     half_life: float = 1.5         # seconds for a student's smoothed probabilities to move halfway
-    flip_average: bool = True      # test-time augmentation: average face and mirrored face
+    flip_average: bool = True      # test-time augmentation: a second look (mirror, zoom) at unsure faces
     model: Path | None = None      # emotion model file; None = the bundled one
     ocr: bool = False              # read names from the tiles' labels (the CLI turns this on)
     roster: tuple[str, ...] = ()   # known names: OCR readings snap to the closest one
