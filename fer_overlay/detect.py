@@ -45,11 +45,18 @@ class FaceDetector:
         if not path.is_file():
             raise ModelError(f"face detector model not found at {path}; reinstall fer-overlay "
                              "or pass the YuNet .onnx path")
+        log = cv2.utils.logging
+        level = log.getLogLevel()
+        # OpenCV 5 warns at every create that its new graph engine ignores YuNet's (default, CPU)
+        # target: harmless, and noise on the teacher's terminal, so only errors are shown meanwhile.
+        log.setLogLevel(log.LOG_LEVEL_ERROR)
         try:
             self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold, 0.3, max_faces)
         except cv2.error:
             raise ModelError(f"face detector model {path} is corrupt or not a YuNet ONNX file; "
                              "reinstall fer-overlay to restore it") from None
+        finally:
+            log.setLogLevel(level)
         self.max_width = max_width
         self._input_size: tuple[int, int] | None = None
 

@@ -302,3 +302,13 @@ def test_the_second_look_is_only_for_unsure_faces(demo_faces):
     assert 0 < sure.sum() < len(crops)
     np.testing.assert_allclose(unsure_only[sure], plain[sure], atol=1e-6)
     np.testing.assert_allclose(unsure_only[~sure], everywhere[~sure], atol=1e-6)
+
+
+def test_loading_the_face_detector_prints_nothing(capfd):
+    """OpenCV 5 warns on every YuNet load that its graph engine ignores the CPU target: the
+    detector keeps that off the teacher's terminal and leaves OpenCV's log level as it was."""
+    import cv2
+    log = cv2.utils.logging
+    before = log.getLogLevel()
+    FaceDetector()
+    assert capfd.readouterr().err == "" and log.getLogLevel() == before
