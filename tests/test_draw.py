@@ -223,3 +223,17 @@ def test_a_name_no_font_can_draw_falls_back_to_the_tile_key() -> None:
     latin = dataclasses.replace(korean, students=(Student("r1c1 (name in table)", result.tiles[0], "present"),)
                                 + result.students[1:])
     assert np.array_equal(out, Annotator("check", banner=False).annotate(image, latin))
+
+
+def test_a_name_a_font_can_draw_is_drawn_as_it_is() -> None:
+    image, result = checked_scene()
+    korean = dataclasses.replace(result, students=(Student("김민수", result.tiles[0], "present"),) + result.students[1:])
+    if _font_for("김민수", 20) is None:
+        pytest.skip("no Korean font here (apt install fonts-noto-cjk): the tile key is drawn instead")
+    out = Annotator("check", banner=False).annotate(image, korean)
+    fallback = dataclasses.replace(korean, students=(Student("r1c1 (name in table)", result.tiles[0], "present"),)
+                                   + result.students[1:])
+    header = result.tiles[0].box
+    rows = slice(header.y, header.y + header.h // 6)
+    assert not np.array_equal(out[rows, header.x:header.x2],
+                              Annotator("check", banner=False).annotate(image, fallback)[rows, header.x:header.x2])
