@@ -1,6 +1,6 @@
 """Time every analysis stage, and the whole analysis, on a generated gallery and a real screenshot.
 
-    python benchmarks/bench_pipeline.py [--repeats 30] [--real PATH] [--fer]
+    python benchmarks/bench_pipeline.py [--repeats 30] [--real PATH] [--fer] [--clip VIDEO]
 
 Two frames: a 1920x1080 generated gallery of 25 bundled faces (FER2013 PrivateTest), and a
 real full-window Zoom capture from ``../shared/data/meetings`` (read there, never copied). For
@@ -10,6 +10,9 @@ with names, as the CLI runs it: on the unchanged picture (each face keeps its la
 and with every face classified again (the figure to compare, and the one the ``fer`` ratio
 uses). With ``--fer`` (and the ``fer`` package installed in the same
 environment) it also times ``FER().detect_emotions`` on the generated frame for a same-run ratio.
+With ``--clip`` (a lecture clip, e.g. the 1080p one ``bench_live.py --clip DIR`` makes) it times
+the analysis of the frames ``live`` would analyse (4 a second), as the CLI analyses them (what
+did not change keeps its result), and, with ``--fer``, ``fer`` on the very same frames.
 
 ``fer`` needs OpenCV's Haar cascades, which opencv 5 dropped, so it gets its own venv:
     python -m venv --system-site-packages /tmp/fervenv
@@ -42,7 +45,7 @@ from fer_overlay.draw import Annotator  # noqa: E402
 from fer_overlay.gallery import compose_gallery  # noqa: E402
 from fer_overlay.grid import find_tiles  # noqa: E402
 from fer_overlay.identity import tile_looks  # noqa: E402
-from fer_overlay.pipeline import Analyzer, crops_of  # noqa: E402
+from fer_overlay.pipeline import ANALYSIS_FPS, Analyzer, crops_of  # noqa: E402
 from fer_overlay.preprocess import to_gray  # noqa: E402
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "meetings" / "zoom_kr_5x5_pages.png"
@@ -128,17 +131,65 @@ def stage_table(title: str, image, repeats: int) -> tuple[Table, float]:
     return table, every_face
 
 
+def clip_frames(path: Path, rate: float = ANALYSIS_FPS) -> tuple[list, float]:
+    """The frames of the video at ``path`` that ``live`` analyses at ``rate`` a second, and its fps."""
+    capture = cv2.VideoCapture(str(path))
+    fps = capture.get(cv2.CAP_PROP_FPS) or 10.0
+    frames, index, due = [], 0, 0.0
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        if index / fps >= due:
+            frames.append(image)
+            due += 1 / rate
+        index += 1
+    capture.release()
+    return frames, fps
+
+
+def clip_table(path: Path, fer_detector) -> Table:
+    """ms per analysed frame of a lecture clip, ours as the CLI analyses and (optionally) fer's."""
+    frames, fps = clip_frames(path)
+    analyzer = Analyzer.from_config(Config(ocr=True), notify=lambda message: None)
+    ours = []
+    for i, image in enumerate(frames):
+        start = time.perf_counter()
+        analyzer.analyze(Frame(image, i, i / ANALYSIS_FPS))
+        ours.append((time.perf_counter() - start) * 1000)
+    first, rest = ours[0], ours[1:]
+    table = Table(title=f"lecture clip {path.name}: {len(frames)} frames, the ones live analyses ({ANALYSIS_FPS:g}/s "
+                        f"of {fps:g} fps)")
+    table.add_column("per analysed frame")
+    table.add_column("ms", justify="right")
+    table.add_row("fer-overlay, first frame (grid, every label read)", f"{first:.0f}")
+    table.add_row("[bold]fer-overlay, the others: mean", f"[bold]{statistics.mean(rest):.1f}")
+    table.add_row("fer-overlay, the others: median / max", f"{statistics.median(rest):.1f} / {max(rest):.1f}")
+    if fer_detector is not None:
+        theirs = []
+        for image in frames:
+            start = time.perf_counter()
+            fer_detector.detect_emotions(image)
+            theirs.append((time.perf_counter() - start) * 1000)
+        table.add_row("fer package FER().detect_emotions: mean", f"{statistics.mean(theirs):.1f}")
+        table.add_row("[bold]speed-up over fer (same run, same frames, means; ours with its first frame)",
+                      f"[bold]{statistics.mean(theirs) / statistics.mean(ours):.1f}x")
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--real", type=Path, default=REAL, help="a real meeting screenshot (default: from ../shared)")
     parser.add_argument("--fer", action="store_true", help="also time the fer package (must be installed)")
+    parser.add_argument("--clip", type=Path, help="a lecture video: time the frames live would analyse")
     args = parser.parse_args()
     console = Console()
 
     pixels, _ = load_faces()
     generated = compose_gallery(list(pixels[:25]), 5, 5, (1920, 1080)).image
     table, end_to_end = stage_table("generated 5x5 gallery", generated, args.repeats)
+    detector = None
     if args.fer:
         try:
             from fer import FER
@@ -155,6 +206,8 @@ def main() -> None:
         console.print(f"real screenshot {args.real} not found: skipped (developers' and CI machines have ../shared)")
     else:
         console.print(stage_table(f"real capture {args.real.name}", real, args.repeats)[0])
+    if args.clip:
+        console.print(clip_table(args.clip, detector))
 
 
 if __name__ == "__main__":
