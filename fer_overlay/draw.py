@@ -132,7 +132,9 @@ def _black_out(out: np.ndarray, tiles: tuple[Tile, ...]) -> None:
         out[box.y:box.y2, box.x:box.x2] = 0
 
 
-def _draw_face(image: np.ndarray, face: Face, scale: float) -> None:
+def _draw_face(image: np.ndarray, face: Face, scale: float, top: int = 0) -> None:
+    """The face's box and its label above it, or inside its top where there is no room above
+    ``top`` (the frame's edge, or in ``check`` mode the tile's header, which is drawn over it)."""
     box = face.box.clip(image.shape[1], image.shape[0])
     labelled = _face_label(face)
     color = labelled[1] if labelled else UNLABELLED
@@ -144,7 +146,7 @@ def _draw_face(image: np.ndarray, face: Face, scale: float) -> None:
     s = max(0.35, min(scale * 0.8, scale * 1.3 * box.w / max(_text_size(text, scale)[0], 1)))
     w, h, base = _text_size(text, s)
     height = h + base + 2 * max(2, h // 4)
-    y = box.y - height if box.y >= height else box.y   # above the box, or inside at the top
+    y = box.y - height if box.y - height >= top else max(box.y, min(top, box.y2 - height))
     _label(image, text, box.x, y, s, color, _ink(color))
 
 
@@ -232,6 +234,16 @@ def _caption(image: np.ndarray, text: str, x: int, y: int, px: int, fg: Color) -
     box[:] = (box * (1 - alpha) + np.array(fg, np.float32) * alpha).astype(np.uint8)
 
 
+def _header_px(height: int) -> int:
+    return max(12, height // 45)   # a check tile header's letters: 24 px at 1080p
+
+
+def _header_height(height: int) -> int:
+    """How far a check tile's header reaches below the tile's top, at most (border, box, letters)."""
+    px = _header_px(height)
+    return max(2, height // 360) + round(1.25 * px) + 2 * max(2, px // 4)
+
+
 def _draw_check_tile(image: np.ndarray, check: TileCheck) -> None:
     box, color = check.tile.box, STATE_COLORS[check.state]
     thick = max(2, image.shape[0] // 360)
@@ -239,7 +251,7 @@ def _draw_check_tile(image: np.ndarray, check: TileCheck) -> None:
         cv2.rectangle(image, (box.x + i, box.y + i), (box.x2 - 1 - i, box.y2 - 1 - i), color, 1)
     state = check.state.replace("_", " ")
     text = f"{check.label}: {state}"
-    px = max(12, image.shape[0] // 45)   # 24 px at 1080p
+    px = _header_px(image.shape[0])
     if _font_for(text, px) is None:   # a name in a script no font here has: the table shows it
         text = f"{check.tile.key} (name in table): {state}"
     # Shrink to the tile's width so a long name stays inside its own tile (not below 10 px).
@@ -347,8 +359,9 @@ class Annotator:
             _pixelate_all(out, result.tiles if result is not None else ())
             _black_out(out, excluded)
         if result is not None and self.mode == "check":
+            header = _header_height(out.shape[0])
             for face in result.faces:
-                _draw_face(out, face, font_scale(out.shape[0]))
+                _draw_face(out, face, font_scale(out.shape[0]), face.tile.box.y + header if face.tile else 0)
             for check in tile_checks(result):   # last: who is in a tile must never be hidden by a face label
                 _draw_check_tile(out, check)
         elif result is not None and self.mode != "aggregate":

@@ -237,3 +237,18 @@ def test_a_name_a_font_can_draw_is_drawn_as_it_is() -> None:
     rows = slice(header.y, header.y + header.h // 6)
     assert not np.array_equal(out[rows, header.x:header.x2],
                               Annotator("check", banner=False).annotate(image, fallback)[rows, header.x:header.x2])
+
+
+def test_in_check_a_face_label_near_the_tile_top_stays_below_the_header() -> None:
+    """The tile's header is drawn last (who is in a tile must show); a face just under it keeps
+    its label in sight, inside the top of its box, instead of under the header."""
+    from fer_overlay.draw import EMOTION_COLORS, _header_height
+    image, result = checked_scene()
+    tile = result.tiles[2]
+    face = next(f for f in result.faces if f.tile == tile)
+    high = dataclasses.replace(face, box=Box(face.box.x, tile.box.y + 10, face.box.w, 120))
+    result = dataclasses.replace(result, faces=tuple(high if f is face else f for f in result.faces))
+    out = Annotator("check", banner=False).annotate(image, result)
+    label_colour = EMOTION_COLORS[high.emotion[0]]
+    below_header = out[tile.box.y + _header_height(720):high.box.y2 - 3, high.box.x + 3:high.box.x2 - 3]   # inside the box
+    assert (below_header == label_colour).all(axis=-1).sum() > 100   # the label's background, in sight
