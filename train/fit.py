@@ -213,7 +213,7 @@ def fit(config: TrainConfig, run_dir: Path, resume: bool = False,
             batches = progress.add_task(f"epoch {epoch + 1}", total=steps, info="")
             started = time.time()
             _seed_dropout(model, config, epoch)
-            logs = model.fit(epoch_dataset(pixels, y, config, epoch), epochs=1, verbose=0,
+            logs = model.fit(epoch_dataset(pixels, y, config, epoch), epochs=1, verbose=0, shuffle=False,   # shuffled by seed
                              callbacks=[_RichBatches(progress, batches)]).history
             val_loss, val_acc = model.evaluate(val_x, val_y, batch_size=256, verbose=0)
             progress.remove_task(batches)
