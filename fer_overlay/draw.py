@@ -138,7 +138,7 @@ def _draw_face(image: np.ndarray, face: Face, scale: float, top: int = 0) -> Non
     box = face.box.clip(image.shape[1], image.shape[0])
     labelled = _face_label(face)
     color = labelled[1] if labelled else UNLABELLED
-    cv2.rectangle(image, (box.x, box.y), (box.x2 - 1, box.y2 - 1), color, max(2, image.shape[0] // 360))
+    cv2.rectangle(image, (box.x, box.y), (box.x2 - 1, box.y2 - 1), color, _line_width(image.shape[0]))
     if labelled is None:
         return
     text = labelled[0]
@@ -222,7 +222,7 @@ def _caption(image: np.ndarray, text: str, x: int, y: int, px: int, fg: Color) -
     from PIL import Image, ImageDraw
     font = _font_for(text, px)
     left, top, right, bottom = font.getbbox(text)
-    pad = max(2, px // 4)
+    pad = _pad(px)
     w, h = right - left + 2 * pad, bottom - top + 2 * pad
     x, y = min(max(x, 0), max(image.shape[1] - w, 0)), min(max(y, 0), max(image.shape[0] - h, 0))
     w, h = min(w, image.shape[1] - x), min(h, image.shape[0] - y)
@@ -234,6 +234,14 @@ def _caption(image: np.ndarray, text: str, x: int, y: int, px: int, fg: Color) -
     box[:] = (box * (1 - alpha) + np.array(fg, np.float32) * alpha).astype(np.uint8)
 
 
+def _line_width(height: int) -> int:
+    return max(2, height // 360)   # face boxes and tile outlines: 3 px at 1080p
+
+
+def _pad(px: int) -> int:
+    return max(2, px // 4)   # round a caption's letters
+
+
 def _header_px(height: int) -> int:
     return max(12, height // 45)   # a check tile header's letters: 24 px at 1080p
 
@@ -241,12 +249,12 @@ def _header_px(height: int) -> int:
 def _header_height(height: int) -> int:
     """How far a check tile's header reaches below the tile's top, at most (border, box, letters)."""
     px = _header_px(height)
-    return max(2, height // 360) + round(1.25 * px) + 2 * max(2, px // 4)
+    return _line_width(height) + round(1.25 * px) + 2 * _pad(px)
 
 
 def _draw_check_tile(image: np.ndarray, check: TileCheck) -> None:
     box, color = check.tile.box, STATE_COLORS[check.state]
-    thick = max(2, image.shape[0] // 360)
+    thick = _line_width(image.shape[0])
     for i in range(thick):   # inside the tile: a centred thick line would spill onto a touching neighbour
         cv2.rectangle(image, (box.x + i, box.y + i), (box.x2 - 1 - i, box.y2 - 1 - i), color, 1)
     state = check.state.replace("_", " ")
@@ -255,7 +263,7 @@ def _draw_check_tile(image: np.ndarray, check: TileCheck) -> None:
     if _font_for(text, px) is None:   # a name in a script no font here has: the table shows it
         text = f"{check.tile.key} (name in table): {state}"
     # Shrink to the tile's width so a long name stays inside its own tile (not below 10 px).
-    room = box.w - 2 * thick - 2 * max(2, px // 4)
+    room = box.w - 2 * thick - 2 * _pad(px)
     px = max(10, min(px, int(px * room / max(_font_for(text, px).getlength(text), 1))))
     _caption(image, text, box.x + thick, box.y + thick, px, color)
 
