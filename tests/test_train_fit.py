@@ -130,3 +130,50 @@ def test_a_new_model_card_keeps_the_sections_measured_by_hand(tmp_path):
     assert card.count("## Ablations\n| run | x |\n\n## Limits\n") == 1
     write_card(tmp_path)
     assert (tmp_path / "README.md").read_text() == card   # a second export changes nothing
+
+
+def test_a_warm_restart_starts_from_the_given_weights(whole_run, tiny_npz, tmp_path):
+    """``--init``: a new schedule from a finished run; a learning rate of ~0 must keep its kernels."""
+    import keras
+    from train.fit import fit
+    run, _ = whole_run
+    config = tiny_config(tiny_npz, 1).replace(init=str(run / "last.keras"), learning_rate=1e-12)
+    fit(config, tmp_path / "warm")
+    before = keras.models.load_model(run / "last.keras", compile=False).get_layer("conv0_0").kernel.numpy()
+    after = keras.models.load_model(tmp_path / "warm" / "last.keras", compile=False).get_layer("conv0_0").kernel.numpy()
+    np.testing.assert_allclose(after, before, atol=1e-6)
+    assert sorted(p.name for p in (tmp_path / "warm" / "epochs").iterdir()) == ["001.weights.h5"]
+
+
+def test_averaged_weights_are_the_mean_and_batch_norm_is_measured_again(whole_run):
+    import keras
+    import tensorflow as tf
+    from fer_overlay.preprocess import to_model_input
+    from train.average import average_run
+    from train.data import load
+    from train.fit import epoch_dataset, targets
+    from train.model import build_model
+    run, _ = whole_run
+    path, accuracy = average_run(run, first=3)
+    config = TrainConfig.load(run / "config.json")
+    kernels = []
+    for epoch in (3, 4):
+        model = build_model(config)
+        model.load_weights(run / "epochs" / f"{epoch:03d}.weights.h5")
+        kernels.append(model.get_layer("conv0_0").kernel.numpy())
+    averaged = keras.models.load_model(path)
+    np.testing.assert_allclose(averaged.get_layer("conv0_0").kernel.numpy(), np.mean(kernels, axis=0), atol=1e-6)
+
+    # The first batch-norm layer's input is the first convolution's output: its mean over the
+    # training batches must be the layer's new moving mean.
+    train = load(config.data).subset("Training")
+    batches = epoch_dataset(tf.constant(to_model_input(train.pixels)), tf.constant(targets(train, config)),
+                            config, config.epochs)
+    conv = keras.Model(averaged.inputs, averaged.get_layer("conv0_0").output)
+    means = [conv(images).numpy().reshape(-1, 8).mean(axis=0) for images, _ in batches]
+    norm = next(layer for layer in averaged.layers if isinstance(layer, keras.layers.BatchNormalization))
+    np.testing.assert_allclose(norm.moving_mean.numpy(), np.mean(means, axis=0), rtol=1e-4, atol=1e-5)
+
+    val = load(config.data).subset("PublicTest")
+    again = np.mean(averaged.predict(to_model_input(val.pixels), verbose=0).argmax(axis=1) == val.labels)
+    assert accuracy == pytest.approx(again)

@@ -1,4 +1,4 @@
-"""``python -m train fit|evaluate|export|framing`` — see README.md, "Training the model"."""
+"""``python -m train fit|evaluate|export|average|framing`` — see README.md, "Training the model"."""
 
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     fit_p.add_argument("--limit", type=int, help="use only the first N training rows")
     fit_p.add_argument("--webcam", type=float, help="share of faces given a webcam's blur, exposure and noise")
     fit_p.add_argument("--mixup", type=float, help="mixup's Beta(a, a) parameter, e.g. 0.2 (0: off)")
+    fit_p.add_argument("--init", help="start from this trained model's weights (a warm restart)")
+    fit_p.add_argument("--lr", type=float, dest="learning_rate", help="peak learning rate")
+    fit_p.add_argument("--warmup", type=int, dest="warmup_epochs", help="warm-up epochs")
     fit_p.add_argument("--resume", action="store_true", help="continue the run in --run")
     eval_p = sub.add_parser("evaluate", help="metrics.json, plots and report for a model")
     eval_p.add_argument("--run", type=Path, default=Path("runs/main"))
@@ -32,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     export_p.add_argument("--run", type=Path, default=Path("runs/main"))
     export_p.add_argument("--model", type=Path, help="default: <run>/best.keras")
     export_p.add_argument("--out", type=Path, default=Path("models"))
+    average_p = sub.add_parser("average", help="average a run's last epochs' weights (SWA) into <run>/averaged.keras")
+    average_p.add_argument("--run", type=Path, default=Path("runs/main"))
+    average_p.add_argument("--first", type=int, required=True, help="first epoch in the average")
+    average_p.add_argument("--last", type=int, help="last epoch in the average (default: the run's last)")
     framing_p = sub.add_parser("framing", help="measure FER2013 eye positions for preprocess.py")
     framing_p.add_argument("--data", default="../shared/data/fer2013.npz")
     demo_p = sub.add_parser("demo-faces", help="pick the PrivateTest faces bundled for 'fer-overlay demo'")
@@ -48,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fit":
             from train.fit import fit
             config = TrainConfig.load(args.config) if args.config else TrainConfig()
-            changes = {k: getattr(args, k) for k in ("data", "epochs", "labels", "limit", "webcam", "mixup")
+            changes = {k: getattr(args, k) for k in ("data", "epochs", "labels", "limit", "webcam", "mixup", "init",
+                                                  "learning_rate", "warmup_epochs")
                        if getattr(args, k) is not None}
             state = fit(config.replace(**changes), args.run, resume=args.resume, console=console)
             console.print(f"done: epoch {state['epoch']}, best PublicTest {state['best_accuracy']:.4f} "
@@ -66,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
             update_metrics(args.out, runtime)
             write_card(args.out)
             console.print(f"exported to {args.out}: {runtime}")
+        elif args.command == "average":
+            from train.average import average_run
+            path, accuracy = average_run(args.run, args.first, args.last)
+            console.print(f"epochs {args.first}..{args.last or 'last'} averaged: PublicTest {accuracy:.4f} -> {path}")
         elif args.command == "framing":
             from train.data import load
             from train.framing import measure

@@ -36,6 +36,7 @@ class TrainConfig:
     webcam: float = 0.0              # share of faces given a webcam's look: blur, gamma, sensor noise
     mixup: float = 0.0               # mixup's Beta(a, a) parameter (Zhang et al. 2018); 0 = off
     limit: int = 0                   # use only the first N training rows (tests); 0 = all
+    init: str = ""                   # start from this trained model's weights (a warm restart); "" = random
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")

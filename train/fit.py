@@ -2,7 +2,8 @@
 
 A run lives in one folder: ``config.json``, ``last.keras`` (weights + optimizer state,
 written atomically after every epoch), ``best.keras`` (best PublicTest accuracy so far),
-``history.jsonl`` (one line per epoch), ``state.json`` and ``train.log``. The learning-rate
+``history.jsonl`` (one line per epoch), ``state.json``, ``train.log`` and ``epochs/NNN.weights.h5``
+(each epoch's weights, for ``python -m train average``). The learning-rate
 schedule is a function of the optimizer's step counter and the augmentation is seeded by
 ``(seed, epoch, batch)`` and dropout by ``(seed, epoch)``, so stopping and resuming gives the
 same run as not stopping.
@@ -201,6 +202,8 @@ def fit(config: TrainConfig, run_dir: Path, resume: bool = False,
     else:
         history, state = [], {**state, "epoch": 0}
         model = build_model(config)
+        if config.init:   # a warm restart: a new schedule from a finished run's weights
+            model.set_weights(keras.models.load_model(config.init, compile=False).get_weights())
         compile_model(model, config, steps)
     _write_history(history_path, history)
     _atomic_write(state_path, json.dumps(state, indent=2) + "\n")
@@ -225,6 +228,8 @@ def fit(config: TrainConfig, run_dir: Path, resume: bool = False,
             history.append(record)
             _write_history(history_path, history)
             _atomic_save(model, last_path)   # the commit point (see the module docstring)
+            (run_dir / "epochs").mkdir(exist_ok=True)
+            model.save_weights(run_dir / "epochs" / f"{epoch + 1:03d}.weights.h5")
             if val_acc > state["best_accuracy"]:
                 state.update(best_accuracy=val_acc, best_epoch=epoch + 1)
                 _atomic_save(model, run_dir / "best.keras")
