@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     export_p.add_argument("--run", type=Path, default=Path("runs/main"))
     export_p.add_argument("--model", type=Path, help="default: <run>/best.keras")
     export_p.add_argument("--out", type=Path, default=Path("models"))
+    export_p.add_argument("--data", default="../shared/data/fer2013.npz",
+                          help="FER2013, to score the runtime model on PublicTest and PrivateTest")
     average_p = sub.add_parser("average", help="average a run's last epochs' weights (SWA) into <run>/averaged.keras")
     average_p.add_argument("--run", type=Path, default=Path("runs/main"))
     average_p.add_argument("--first", type=int, required=True, help="first epoch in the average")
@@ -69,11 +71,13 @@ def main(argv: list[str] | None = None) -> int:
                           f"{metrics['PrivateTest']['accuracy']:.4f} (flip {metrics['PrivateTest_flip']['accuracy']:.4f})"
                           f" -> {args.out / 'metrics.json'}")
         elif args.command == "export":
-            from train.export import export, update_metrics, write_card
+            from train.export import export, runtime_scores, update_metrics, write_card
             runtime = export(args.model or args.run / "best.keras", args.out, args.run)
-            update_metrics(args.out, runtime)
+            scores = runtime_scores(args.out, args.data)
+            update_metrics(args.out, runtime, scores)
             write_card(args.out)
-            console.print(f"exported to {args.out}: {runtime}")
+            console.print(f"exported to {args.out}: {runtime}; runtime PublicTest "
+                          f"{scores['PublicTest_runtime']['accuracy']:.4f}, PrivateTest {scores['PrivateTest_runtime']['accuracy']:.4f}")
         elif args.command == "average":
             from train.average import average_run
             path, accuracy = average_run(args.run, args.first, args.last)
