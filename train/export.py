@@ -80,8 +80,9 @@ def runtime_scores(out_dir: Path, data_path: str) -> dict:
     for split in ("PublicTest", "PrivateTest"):
         part = data.subset(split)
         predicted = classifier.predict(part.pixels).argmax(axis=1)
+        matrix = confusion(part.labels, predicted)
         scores[f"{split}_runtime"] = {"accuracy": round(float((predicted == part.labels).mean()), 4),
-                                      **class_scores(confusion(part.labels, predicted))}
+                                      **class_scores(matrix), "confusion": matrix.tolist()}
     return scores
 
 
@@ -113,6 +114,15 @@ def _split_row(m: dict, split: str) -> str:
             f"{flip.get('ferplus_majority_accuracy', 0):.2%} | {runtime} |")
 
 
+def _worst_confusions(matrix: list[list[int]], count: int = 5) -> str:
+    """The most frequent mistakes, as 'fear taken for sad: 95 of 528 (18%)', largest share first."""
+    from fer_overlay.core import EMOTIONS
+    cells = [(n / sum(row), truth, guess, n) for truth, row in enumerate(matrix)
+             for guess, n in enumerate(row) if guess != truth and n]
+    return "; ".join(f"{EMOTIONS[truth]} taken for {EMOTIONS[guess]}: {n} of {sum(matrix[truth])} ({share:.0%})"
+                     for share, truth, guess, n in sorted(cells, reverse=True)[:count])
+
+
 def write_card(out_dir: Path) -> None:
     """``models/README.md``: what the model is, how it was measured, what it cannot do."""
     m = json.loads((out_dir / "metrics.json").read_text())
@@ -123,6 +133,8 @@ def write_card(out_dir: Path) -> None:
     rows = "\n".join(f"| {name} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} | {s['support']} |"
                      for name, s in shipped["per_class"].items())
     speed = runtime.get("ms_per_batch_of_25", {})
+    failures = (f"- Most frequent mistakes on PrivateTest (runtime): {_worst_confusions(shipped['confusion'])}.\n"
+                if "confusion" in shipped else "")
     card = f"""# fer-overlay emotion CNN — model card
 
 Files: `emotion_cnn_dynamic.tflite` (runtime default: the LiteRT export with its weights in int8,
@@ -162,7 +174,7 @@ Keras `model(x)` in a `tf.function` {speed.get('keras', 0):.1f} ms. LiteRT and K
 {runtime.get('keras_vs_tflite_max_abs_diff', 0):.1e}.
 
 {_kept_sections(out_dir / "README.md")}## Limits
-- FER2013 is mostly posed or strongly expressed faces scraped from web image search; webcam faces in
+{failures}- FER2013 is mostly posed or strongly expressed faces scraped from web image search; webcam faces in
   a lecture are spontaneous and subtle, and most of the time "neutral". Expect lower accuracy there.
 - Labels are single crowd judgements; the FER+ re-annotation disagrees with about a quarter of them.
   "Disgust" has 436 training faces and is the least reliable class.
