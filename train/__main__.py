@@ -71,10 +71,11 @@ def main(argv: list[str] | None = None) -> int:
                           f"{metrics['PrivateTest']['accuracy']:.4f} (flip {metrics['PrivateTest_flip']['accuracy']:.4f})"
                           f" -> {args.out / 'metrics.json'}")
         elif args.command == "export":
-            from train.export import export, runtime_scores, update_metrics, write_card
+            from train.export import export, runtime_scores, update_metrics, write_card, write_runtime_report
             runtime = export(args.model or args.run / "best.keras", args.out, args.run)
             scores = runtime_scores(args.out, args.data)
             update_metrics(args.out, runtime, scores)
+            write_runtime_report(args.out, scores["PrivateTest_runtime"])
             write_card(args.out)
             console.print(f"exported to {args.out}: {runtime}; runtime PublicTest "
                           f"{scores['PublicTest_runtime']['accuracy']:.4f}, PrivateTest {scores['PrivateTest_runtime']['accuracy']:.4f}")

@@ -77,8 +77,8 @@ def evaluate(model_path: Path, data_path: str, out_dir: Path, run_dir: Path | No
                 metrics[key]["ferplus_majority_accuracy"] = round(float((predicted[valid] == majority[valid]).mean()), 4)
                 metrics[key]["ferplus_rows"] = int(valid.sum())
             if split == "PrivateTest" and tta:
-                _plot_confusion(matrix, out_dir / "confusion_matrix.png", metrics[key]["accuracy"])
-                (out_dir / "classification_report.txt").write_text(_report_text(metrics[key], split))
+                plot_confusion(matrix, out_dir / "confusion_matrix.png", metrics[key]["accuracy"])
+                (out_dir / "classification_report.txt").write_text(report_text(metrics[key], split))
     if run_dir is not None:
         config_path = run_dir / "config.json"
         if config_path.exists():
@@ -88,6 +88,9 @@ def evaluate(model_path: Path, data_path: str, out_dir: Path, run_dir: Path | No
             state = json.loads(state_path.read_text())
             metrics["training"] = {"epochs": state["epoch"], "best_epoch": state["best_epoch"],
                                    "hours": round(state["seconds"] / 3600, 2)}
+            averaged = run_dir / "averaged.json"
+            if model_path.name == "averaged.keras" and averaged.exists():
+                metrics["training"]["averaged_epochs"] = json.loads(averaged.read_text())["epochs"]
         history = run_dir / "history.jsonl"
         if history.exists():
             _plot_curves([json.loads(line) for line in history.read_text().splitlines()],
@@ -96,15 +99,15 @@ def evaluate(model_path: Path, data_path: str, out_dir: Path, run_dir: Path | No
     return metrics
 
 
-def _report_text(figures: dict, split: str) -> str:
-    lines = [f"{split} (FER2013 labels, flip-averaged)", f"{'class':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
+def report_text(figures: dict, split: str, how: str = "flip-averaged") -> str:
+    lines = [f"{split} (FER2013 labels, {how})", f"{'class':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
     for name, s in figures["per_class"].items():
         lines.append(f"{name:<10}{s['precision']:>10.4f}{s['recall']:>10.4f}{s['f1']:>10.4f}{s['support']:>10}")
     lines.append(f"accuracy {figures['accuracy']:.4f}   macro-F1 {figures['macro_f1']:.4f}")
     return "\n".join(lines) + "\n"
 
 
-def _plot_confusion(matrix: np.ndarray, path: Path, accuracy: float) -> None:
+def plot_confusion(matrix: np.ndarray, path: Path, accuracy: float, how: str = "flip-averaged") -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -119,7 +122,7 @@ def _plot_confusion(matrix: np.ndarray, path: Path, accuracy: float) -> None:
     ax.set_yticks(range(len(EMOTIONS)), EMOTIONS)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true (FER2013 label)")
-    ax.set_title(f"PrivateTest, row-normalised (accuracy {accuracy:.1%})")
+    ax.set_title(f"PrivateTest, {how}, row-normalised (accuracy {accuracy:.1%})")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
