@@ -155,6 +155,7 @@ def test_averaged_weights_are_the_mean_and_batch_norm_is_measured_again(whole_ru
     from train.model import build_model
     run, _ = whole_run
     path, accuracy = average_run(run, first=3)
+    assert json.loads((run / "averaged.json").read_text())["epochs"] == [3, 4]   # for the model card
     config = TrainConfig.load(run / "config.json")
     kernels = []
     for epoch in (3, 4):
