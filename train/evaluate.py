@@ -122,7 +122,7 @@ def plot_confusion(matrix: np.ndarray, path: Path, accuracy: float, how: str = "
     ax.set_yticks(range(len(EMOTIONS)), EMOTIONS)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true (FER2013 label)")
-    ax.set_title(f"PrivateTest, {how}, row-normalised (accuracy {accuracy:.1%})")
+    ax.set_title(f"PrivateTest, {how}\nrow-normalised, accuracy {accuracy:.1%}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
