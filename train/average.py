@@ -58,9 +58,9 @@ def average_run(run_dir: Path, first: int, last: int | None = None) -> tuple[Pat
     """Average epochs ``first..last`` of ``run_dir`` into ``<run>/averaged.keras``; returns it and
     its PublicTest accuracy (plain, no flip)."""
     config = TrainConfig.load(run_dir / "config.json")
-    available = sorted((run_dir / "epochs").glob("*.weights.h5"))
-    last = last or len(available)
-    paths = [p for p in available if first <= int(p.name.split(".")[0]) <= last]
+    available = {int(p.name.split(".")[0]): p for p in (run_dir / "epochs").glob("*.weights.h5")}
+    last = last or max(available, default=0)
+    paths = [available[epoch] for epoch in sorted(available) if first <= epoch <= last]
     if not paths:
         raise FileNotFoundError(f"{run_dir / 'epochs'} holds no weights for epochs {first}..{last}")
     model = average_weights(paths, config)
