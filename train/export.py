@@ -17,6 +17,7 @@ import numpy as np
 
 from fer_overlay.assets import CLASSIFIER, CLASSIFIER_KERAS
 from fer_overlay.classify import CLASSIFIER_DYNAMIC
+from fer_overlay.core import EMOTIONS
 
 TOLERANCE = 1e-4   # max |keras - tflite| probability difference accepted
 
@@ -125,7 +126,6 @@ def _split_row(m: dict, split: str) -> str:
 
 def _worst_confusions(matrix: list[list[int]], count: int = 5) -> str:
     """The most frequent mistakes, as 'fear taken for sad: 95 of 528 (18%)', largest share first."""
-    from fer_overlay.core import EMOTIONS
     cells = [(n / sum(row), truth, guess, n) for truth, row in enumerate(matrix)
              for guess, n in enumerate(row) if guess != truth and n]
     return "; ".join(f"{EMOTIONS[truth]} taken for {EMOTIONS[guess]}: {n} of {sum(matrix[truth])} ({share:.0%})"
@@ -135,9 +135,9 @@ def _worst_confusions(matrix: list[list[int]], count: int = 5) -> str:
 def write_card(out_dir: Path) -> None:
     """``models/README.md``: what the model is, how it was measured, what it cannot do."""
     m = json.loads((out_dir / "metrics.json").read_text())
-    private = m["PrivateTest_flip"]
     # Per-class figures of what users run where export measured it, else of the flip-averaged network.
-    shipped = m.get("PrivateTest_runtime", private)
+    shipped_kind = "runtime" if "PrivateTest_runtime" in m else "flip"
+    shipped = m[f"PrivateTest_{shipped_kind}"]
     config, training, runtime = m.get("config", {}), m.get("training", {}), m.get("runtime", {})
     rows = "\n".join(f"| {name} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} | {s['support']} |"
                      for name, s in shipped["per_class"].items())
@@ -176,7 +176,7 @@ int8 model with a second look (mirror and zoom) for faces it is unsure of.
 {_split_row(m, "PublicTest")}
 {_split_row(m, "PrivateTest")}
 
-PrivateTest per class ({"runtime" if "PrivateTest_runtime" in m else "flip"}):
+PrivateTest per class ({shipped_kind}):
 
 | class | precision | recall | F1 | support |
 |---|---|---|---|---|
