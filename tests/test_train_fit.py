@@ -183,12 +183,11 @@ def test_averaged_weights_are_the_mean_and_batch_norm_is_measured_again(whole_ru
 def test_a_partner_network_joins_the_second_look_of_the_folder_it_sits_in(whole_run, tiny_npz, tmp_path):
     """``export --partner``: a second run's int8 file next to the main model; the second look is then
     the mean of both networks' answers for the face and its mirror, and the card names the partner."""
-    from train.__main__ import main
     from train.export import export, export_partner, update_metrics, write_card
+    from train.fit import fit
     run, _ = whole_run
-    other, config = tmp_path / "other", tmp_path / "tiny.json"
-    tiny_config(tiny_npz, 1).save(config)
-    assert main(["fit", "--run", str(other), "--config", str(config), "--seed", "7"]) == 0
+    other = tmp_path / "other"
+    fit(tiny_config(tiny_npz, 1).replace(seed=7), other)
     models = tmp_path / "models"
     export(run / "best.keras", models, run)
     shutil.copy(REPO / "models" / "metrics.json", models / "metrics.json")
