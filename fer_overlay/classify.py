@@ -50,11 +50,6 @@ views below 0.5, 0.6, 0.7 or for every face 71.02, 70.86, 70.91, 70.88% with 18,
 100% of the faces looked at again. Below 0.5 is the cheapest of those: 1.5 model runs a face.
 """
 
-CLASSIFIER_PARTNER = "emotion_cnn_partner.tflite"
-"""A second network of the same design, trained apart from the first (another seed), int8 like it.
-When it sits next to the main model it takes part in the second look: two networks trained apart
-make different mistakes, so their mean corrects more of them than more views of one network."""
-
 ZOOM = 1.1
 """The second look's closer view: the face enlarged 10% about its centre. Averaged with the face
 for every face it gained 0.6 points on PublicTest (alone it scores 0.3 below the face); the
@@ -72,26 +67,16 @@ class EmotionClassifier:
     ``flip_average`` (test-time augmentation) gives the faces whose top probability is under
     ``second_look_below`` (1.0 or more: every face) a second look: the answers for the face, its
     mirror, the face enlarged by ``ZOOM`` and that mirrored, averaged (see ``SECOND_LOOK_BELOW``).
-    With a ``partner`` network the second look is instead this network's answers for the face and
-    its mirror averaged with the partner's for both: the same three extra runs a face.
     """
 
-    def __init__(self, runner, flip_average: bool = True, second_look_below: float = SECOND_LOOK_BELOW,
-                 partner=None):
-        self._run, self._partner = runner, partner
+    def __init__(self, runner, flip_average: bool = True, second_look_below: float = SECOND_LOOK_BELOW):
+        self._run = runner
         self.flip_average, self.second_look_below = flip_average, second_look_below
-
-    @property
-    def has_partner(self) -> bool:
-        return self._partner is not None
 
     @classmethod
     def load(cls, path: str | Path | None = None, *, flip_average: bool = True,
              threads: int | None = None, second_look_below: float = SECOND_LOOK_BELOW) -> "EmotionClassifier":
-        """Load a ``.tflite`` (fast) or ``.keras`` model; default: the bundled int8-weight one.
-
-        A ``CLASSIFIER_PARTNER`` file in the model's folder joins the second look: a models folder
-        is one unit, as ``python -m train export`` writes it."""
+        """Load a ``.tflite`` (fast) or ``.keras`` model; default: the bundled int8-weight one."""
         threads = threads or default_threads()
         path = Path(path) if path else bundled(CLASSIFIER_DYNAMIC)
         if not path.is_file() and path.name == CLASSIFIER_DYNAMIC:   # a models/ folder from before it
@@ -101,9 +86,14 @@ class EmotionClassifier:
         if not path.is_file():
             raise ModelError(f"emotion model not found at {path}; reinstall fer-overlay or train one "
                              "with 'python -m train fit' and 'python -m train export'")
-        partner = path.with_name(CLASSIFIER_PARTNER)
-        partner = _runner(partner, threads) if flip_average and partner.is_file() and partner != path else None
-        return cls(_runner(path, threads), flip_average, second_look_below, partner)
+        try:
+            runner = _keras_runner(path) if path.suffix == ".keras" else _litert_runner(path, threads)
+        except ModelError:
+            raise
+        except Exception as exc:  # each backend raises its own types for a damaged file
+            raise ModelError(f"emotion model {path} cannot be loaded ({type(exc).__name__}); "
+                             f"the file is corrupt: reinstall fer-overlay or re-export it") from None
+        return cls(runner, flip_average, second_look_below)
 
     def predict(self, faces: np.ndarray) -> np.ndarray:
         x = to_model_input(faces)
@@ -115,12 +105,8 @@ class EmotionClassifier:
         unsure = probabilities.max(axis=1) < self.second_look_below
         if unsure.any():
             faces = x[unsure]
-            mirrored = np.ascontiguousarray(faces[:, :, ::-1])
-            if self._partner is None:
-                closer = zoomed(faces, ZOOM)
-                views = self._run(np.ascontiguousarray(np.concatenate([mirrored, closer, closer[:, :, ::-1]])))
-            else:
-                views = np.concatenate([self._run(mirrored), self._partner(np.concatenate([faces, mirrored]))])
+            closer = zoomed(faces, ZOOM)
+            views = self._run(np.ascontiguousarray(np.concatenate([faces[:, :, ::-1], closer, closer[:, :, ::-1]])))
             probabilities[unsure] = (probabilities[unsure] + views.reshape(3, len(faces), -1).sum(axis=0)) / 4
         return probabilities
 
@@ -158,15 +144,6 @@ def _stderr_without(notice: bytes) -> Iterator[None]:
             kept = [line for line in captured.read().splitlines(keepends=True) if notice not in line]
             if kept:
                 os.write(2, b"".join(kept))
-
-
-def _runner(path: Path, threads: int):
-    """``run(float32 (N, 48, 48, 1)) -> (N, 7)`` for a ``.tflite`` or ``.keras`` file."""
-    try:
-        return _keras_runner(path) if path.suffix == ".keras" else _litert_runner(path, threads)
-    except Exception as exc:  # each backend raises its own types for a damaged file
-        raise ModelError(f"emotion model {path} cannot be loaded ({type(exc).__name__}); "
-                         f"the file is corrupt: reinstall fer-overlay or re-export it") from None
 
 
 def _litert_runner(path: Path, threads: int):

@@ -178,38 +178,3 @@ def test_averaged_weights_are_the_mean_and_batch_norm_is_measured_again(whole_ru
     val = load(config.data).subset("PublicTest")
     again = np.mean(averaged.predict(to_model_input(val.pixels), verbose=0).argmax(axis=1) == val.labels)
     assert accuracy == pytest.approx(again)
-
-
-def test_a_partner_network_joins_the_second_look_of_the_folder_it_sits_in(whole_run, tiny_npz, tmp_path):
-    """``export --partner``: a second run's int8 file next to the main model; the second look is then
-    the mean of both networks' answers for the face and its mirror, and the card names the partner."""
-    from train.export import export, export_partner, update_metrics, write_card
-    from train.fit import fit
-    run, _ = whole_run
-    other = tmp_path / "other"
-    fit(tiny_config(tiny_npz, 1).replace(seed=7), other)
-    models = tmp_path / "models"
-    export(run / "best.keras", models, run)
-    shutil.copy(REPO / "models" / "metrics.json", models / "metrics.json")
-    partner = export_partner(other / "best.keras", models, other)
-    assert partner["seed"] == 7 and partner["epochs"] == 1 and partner["file_mb"] > 0
-
-    faces = np.random.default_rng(4).integers(0, 256, (12, 48, 48), dtype=np.uint8)
-    main_file, partner_file = models / "emotion_cnn_dynamic.tflite", models / "emotion_cnn_partner.tflite"
-    alone = EmotionClassifier.load(main_file, flip_average=False)
-    assert not alone.has_partner and EmotionClassifier.load(main_file).has_partner
-    other_alone = EmotionClassifier.load(partner_file, flip_average=False)
-    views = [c.predict(f) for c in (alone, other_alone) for f in (faces, faces[:, :, ::-1])]
-    everyone = EmotionClassifier.load(main_file, second_look_below=1.0).predict(faces)
-    np.testing.assert_allclose(everyone, np.mean(views, axis=0), atol=1e-5)
-    nobody = EmotionClassifier.load(main_file, second_look_below=0.0).predict(faces)
-    np.testing.assert_allclose(nobody, views[0], atol=1e-6)
-
-    update_metrics(models, None, None, partner)
-    write_card(models)
-    card = (models / "README.md").read_text()
-    assert "`emotion_cnn_partner.tflite`" in card and "seed 7, 1 epochs" in card and "partner network's answers" in card
-    (models / "emotion_cnn_partner.tflite").unlink()   # a folder without the partner: the card stops naming it
-    update_metrics(models, None, None, None)
-    write_card(models)
-    assert "partner" not in (models / "README.md").read_text()

@@ -37,8 +37,6 @@ def main(argv: list[str] | None = None) -> int:
     export_p.add_argument("--out", type=Path, default=Path("models"))
     export_p.add_argument("--data", default="../shared/data/fer2013.npz",
                           help="FER2013, to score the runtime model on PublicTest and PrivateTest")
-    export_p.add_argument("--partner", action="store_true",
-                          help="write the run's model as the second look's partner network, next to the main one")
     average_p = sub.add_parser("average", help="average a run's last epochs' weights (SWA) into <run>/averaged.keras")
     average_p.add_argument("--run", type=Path, default=Path("runs/main"))
     average_p.add_argument("--first", type=int, required=True, help="first epoch in the average")
@@ -73,18 +71,13 @@ def main(argv: list[str] | None = None) -> int:
                           f"{metrics['PrivateTest']['accuracy']:.4f} (flip {metrics['PrivateTest_flip']['accuracy']:.4f})"
                           f" -> {args.out / 'metrics.json'}")
         elif args.command == "export":
-            from train.export import (export, export_partner, runtime_scores, update_metrics, write_card,
-                                      write_runtime_report)
-            model = args.model or args.run / "best.keras"
-            if args.partner:
-                runtime, partner = None, export_partner(model, args.out, args.run)
-            else:
-                runtime, partner = export(model, args.out, args.run), None
+            from train.export import export, runtime_scores, update_metrics, write_card, write_runtime_report
+            runtime = export(args.model or args.run / "best.keras", args.out, args.run)
             scores = runtime_scores(args.out, args.data)
-            update_metrics(args.out, runtime, scores, partner)
+            update_metrics(args.out, runtime, scores)
             write_runtime_report(args.out, scores["PrivateTest_runtime"])
             write_card(args.out)
-            console.print(f"exported to {args.out}: {runtime or partner}; runtime PublicTest "
+            console.print(f"exported to {args.out}: {runtime}; runtime PublicTest "
                           f"{scores['PublicTest_runtime']['accuracy']:.4f}, PrivateTest {scores['PrivateTest_runtime']['accuracy']:.4f}")
         elif args.command == "average":
             from train.average import average_run

@@ -16,42 +16,31 @@ from pathlib import Path
 import numpy as np
 
 from fer_overlay.assets import CLASSIFIER, CLASSIFIER_KERAS
-from fer_overlay.classify import CLASSIFIER_DYNAMIC, CLASSIFIER_PARTNER
+from fer_overlay.classify import CLASSIFIER_DYNAMIC
 from fer_overlay.core import EMOTIONS
 
 TOLERANCE = 1e-4   # max |keras - tflite| probability difference accepted
 
 
-def _inference_copy(model_path: Path):
-    """The trained model without its optimizer state: a third of the size, same predictions."""
+def export(model_path: Path, out_dir: Path, run_dir: Path | None = None, sample: np.ndarray | None = None) -> dict:
     import keras
+    import tensorflow as tf
+
     trained = keras.models.load_model(model_path, compile=False)
+    # A fresh copy without optimizer state: a third of the size, same predictions.
     model = keras.models.clone_model(trained)
     model.set_weights(trained.get_weights())
-    return model
-
-
-def _litert(model) -> tuple[bytes, bytes]:
-    """The model as LiteRT flatbuffers, float and with int8 weights (dynamic range): the runtime's
-    kind, 4x smaller and ~3.5x less CPU per face; PrivateTest within 0.1 point of the float file
-    (tests/test_classify.py checks 0.3)."""
-    import tensorflow as tf
-    with tempfile.TemporaryDirectory() as saved:
-        model.export(saved, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
-        floating = converter.convert()
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        return floating, converter.convert()
-
-
-def export(model_path: Path, out_dir: Path, run_dir: Path | None = None, sample: np.ndarray | None = None) -> dict:
-    model = _inference_copy(model_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     keras_path, tflite_path = out_dir / CLASSIFIER_KERAS, out_dir / CLASSIFIER
     model.save(keras_path)
-    floating, dynamic = _litert(model)
-    tflite_path.write_bytes(floating)
-    (out_dir / CLASSIFIER_DYNAMIC).write_bytes(dynamic)
+    with tempfile.TemporaryDirectory() as saved:
+        model.export(saved, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
+        tflite_path.write_bytes(converter.convert())
+        # The runtime's model: weights in int8 (dynamic range), 4x smaller and ~3.5x less CPU per
+        # face; PrivateTest within 0.1 point of the float file (tests/test_classify.py checks 0.3).
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        (out_dir / CLASSIFIER_DYNAMIC).write_bytes(converter.convert())
     if run_dir is not None and (run_dir / "config.json").exists():
         shutil.copy(run_dir / "config.json", out_dir / "emotion_cnn.config.json")
 
@@ -72,18 +61,6 @@ def export(model_path: Path, out_dir: Path, run_dir: Path | None = None, sample:
             runtime["ms_per_batch_of_25"][f"{name}{'_flip' if flip else ''}"] = round(_time(classifier, batch), 2)
         runtime["files_mb"][path.name] = round(path.stat().st_size / 1e6, 2)
     return runtime
-
-
-def export_partner(model_path: Path, out_dir: Path, run_dir: Path) -> dict:
-    """Write ``CLASSIFIER_PARTNER`` (int8 weights, like the runtime model) and its config next to
-    the main model; returns what the card says about it (its own training and size)."""
-    (out_dir / CLASSIFIER_PARTNER).write_bytes(_litert(_inference_copy(model_path))[1])
-    shutil.copy(run_dir / "config.json", out_dir / "emotion_cnn_partner.config.json")
-    config, state = (json.loads((run_dir / name).read_text()) for name in ("config.json", "state.json"))
-    origin = f"as a warm restart from `{Path(config['init']).name}`" if config.get("init") else "from scratch, apart"
-    return {"origin": origin, "seed": config["seed"], "epochs": state["epoch"], "hours": round(state["seconds"] / 3600, 2),
-            "best_epoch": state["best_epoch"], "PublicTest": round(state["best_accuracy"], 4),
-            "file_mb": round((out_dir / CLASSIFIER_PARTNER).stat().st_size / 1e6, 2)}
 
 
 def _time(classifier, batch: np.ndarray, repeats: int = 50) -> float:
@@ -110,14 +87,11 @@ def runtime_scores(out_dir: Path, data_path: str) -> dict:
     return scores
 
 
-def update_metrics(out_dir: Path, runtime: dict | None, scores: dict | None = None, partner: dict | None = None) -> None:
+def update_metrics(out_dir: Path, runtime: dict, scores: dict | None = None) -> None:
     path = out_dir / "metrics.json"
     metrics = json.loads(path.read_text()) if path.exists() else {}
-    metrics.update({"runtime": runtime} if runtime else {}, **(scores or {}))
-    if partner:
-        metrics["partner"] = partner
-    elif not (out_dir / CLASSIFIER_PARTNER).is_file():
-        metrics.pop("partner", None)
+    metrics["runtime"] = runtime
+    metrics.update(scores or {})
     path.write_text(json.dumps(metrics, indent=2) + "\n")
 
 
@@ -173,18 +147,13 @@ def write_card(out_dir: Path) -> None:
     averaged = training.get("averaged_epochs")
     chosen = (f"The weights are the mean of epochs {averaged[0]}-{averaged[1]}'s (SWA, `python -m train average`), "
               "chosen on PublicTest" if averaged else f"Best epoch chosen on PublicTest ({training.get('best_epoch', '?')})")
-    partner = m.get("partner")
-    partnered = (f"\n\nThe second look asks a partner network too (`{CLASSIFIER_PARTNER}`, {partner['file_mb']} MB): the same\n"
-                 f"design trained {partner['origin']} (seed {partner['seed']}, {partner['epochs']} epochs, "
-                 f"{partner['hours']} h; PublicTest {partner['PublicTest']:.2%}\nat its best epoch, {partner['best_epoch']}, "
-                 "plain float), whose mistakes differ from the main network's." if partner else "")
     failures = (f"- Most frequent mistakes on PrivateTest (runtime): {_worst_confusions(shipped['confusion'])}.\n"
                 if "confusion" in shipped else "")
     card = f"""# fer-overlay emotion CNN — model card
 
 Files: `emotion_cnn_dynamic.tflite` (runtime default: the LiteRT export with its weights in int8,
 dynamic range), `emotion_cnn.tflite` (the float LiteRT export), `emotion_cnn.keras` (reference and
-fallback), `emotion_cnn.config.json` (every training setting),{" `emotion_cnn_partner.tflite` and its config (see Model)," if partner else ""} `metrics.json` (all figures
+fallback), `emotion_cnn.config.json` (every training setting), `metrics.json` (all figures
 below), `confusion_matrix.png`, `learning_curves.png`, `classification_report.txt`.
 `face_detection_yunet_2023mar.onnx` is OpenCV Zoo's YuNet face detector (license in `LICENSE.yunet`).
 
@@ -194,13 +163,13 @@ grayscale face aligned on the eyes (`fer_overlay/preprocess.py`), output probabi
 angry, disgust, fear, happy, sad, surprise, neutral. Trained {origin} by `python -m train fit`
 on this project's 2-core CPU: {training.get('epochs', '?')} epochs ({training.get('hours', '?')} h), AdamW with warm-up and
 cosine decay, label smoothing {config.get('label_smoothing')}, flips, rotations, zoom, shifts,
-brightness/contrast jitter and random erasing. {chosen}.{partnered}
+brightness/contrast jitter and random erasing. {chosen}.
 
 ## Protocol and figures
 FER2013 (Goodfellow et al. 2013): trained on Training ({m['split_sizes']['Training']} faces), selected on
 PublicTest ({m['split_sizes']['PublicTest']}), reported once on PrivateTest ({m['split_sizes']['PrivateTest']}).
 "flip" = the face and its mirror image averaged; "runtime" = `EmotionClassifier.load().predict`, the
-int8 model with a second look ({"mirror, and the partner network's answers" if partner else "mirror and zoom"}) for faces it is unsure of.
+int8 model with a second look (mirror and zoom) for faces it is unsure of.
 
 | split | accuracy | accuracy, flip | macro-F1, flip | vs FER+ majority, flip | accuracy, runtime | macro-F1, runtime |
 |---|---|---|---|---|---|---|
