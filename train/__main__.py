@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     fit_p.add_argument("--data", help="npz, Kaggle csv, or image-folder root")
     fit_p.add_argument("--epochs", type=int)
     fit_p.add_argument("--labels", choices=("fer2013", "ferplus"))
+    fit_p.add_argument("--seed", type=int, help="seeds weights, order, augmentation and dropout")
     fit_p.add_argument("--limit", type=int, help="use only the first N training rows")
     fit_p.add_argument("--webcam", type=float, help="share of faces given a webcam's blur, exposure and noise")
     fit_p.add_argument("--mixup", type=float, help="mixup's Beta(a, a) parameter, e.g. 0.2 (0: off)")
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fit":
             from train.fit import fit
             config = TrainConfig.load(args.config) if args.config else TrainConfig()
-            changes = {k: getattr(args, k) for k in ("data", "epochs", "labels", "limit", "webcam", "mixup", "init",
+            changes = {k: getattr(args, k) for k in ("data", "epochs", "labels", "seed", "limit", "webcam", "mixup", "init",
                                                   "learning_rate", "warmup_epochs")
                        if getattr(args, k) is not None}
             state = fit(config.replace(**changes), args.run, resume=args.resume, console=console)
