@@ -145,6 +145,23 @@ def test_a_warm_restart_starts_from_the_given_weights(whole_run, tiny_npz, tmp_p
     assert sorted(p.name for p in (tmp_path / "warm" / "epochs").iterdir()) == ["001.weights.h5"]
 
 
+def test_distillation_targets_mix_the_label_with_the_teachers_second_look(whole_run, tiny_npz, tmp_path):
+    """``--teacher``: each target is part label, part what the runtime's second look (all four views)
+    answers with the teacher model; the answers are computed once and kept with the run."""
+    from train.data import load
+    from train.fit import fit, targets
+    run, _ = whole_run
+    config = tiny_config(tiny_npz, 1).replace(teacher=(str(run / "best.keras"),) * 2, teacher_weight=0.25)
+    fit(config, tmp_path / "student")
+    answers = np.load(tmp_path / "student" / "teacher.npy")
+    train = load(tiny_npz).subset("Training")
+    second_look = EmotionClassifier.load(run / "best.keras", second_look_below=1.0).predict(train.pixels)
+    np.testing.assert_allclose(answers, second_look, atol=1e-5)
+    np.testing.assert_allclose(targets(train, config, answers),
+                               0.75 * np.eye(7)[train.labels] + 0.25 * answers, atol=1e-6)
+    assert TrainConfig.load(tmp_path / "student" / "config.json") == config   # teachers survive the JSON round trip
+
+
 def test_averaged_weights_are_the_mean_and_batch_norm_is_measured_again(whole_run):
     import keras
     import tensorflow as tf

@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     fit_p.add_argument("--webcam", type=float, help="share of faces given a webcam's blur, exposure and noise")
     fit_p.add_argument("--mixup", type=float, help="mixup's Beta(a, a) parameter, e.g. 0.2 (0: off)")
     fit_p.add_argument("--init", help="start from this trained model's weights (a warm restart)")
+    fit_p.add_argument("--teacher", action="append", help="a trained model whose answers join the targets "
+                       "(distillation); repeat for several")
+    fit_p.add_argument("--teacher-weight", type=float, help="the teachers' share of each target (default 0.5)")
     fit_p.add_argument("--lr", type=float, dest="learning_rate", help="peak learning rate")
     fit_p.add_argument("--warmup", type=int, dest="warmup_epochs", help="warm-up epochs")
     fit_p.add_argument("--resume", action="store_true", help="continue the run in --run")
@@ -59,8 +62,10 @@ def main(argv: list[str] | None = None) -> int:
             from train.fit import fit
             config = TrainConfig.load(args.config) if args.config else TrainConfig()
             changes = {k: getattr(args, k) for k in ("data", "epochs", "labels", "seed", "limit", "webcam", "mixup", "init",
-                                                  "learning_rate", "warmup_epochs")
+                                                  "learning_rate", "warmup_epochs", "teacher_weight")
                        if getattr(args, k) is not None}
+            if args.teacher:
+                changes["teacher"] = tuple(args.teacher)
             state = fit(config.replace(**changes), args.run, resume=args.resume, console=console)
             console.print(f"done: epoch {state['epoch']}, best PublicTest {state['best_accuracy']:.4f} "
                           f"at epoch {state['best_epoch']}")

@@ -37,6 +37,8 @@ class TrainConfig:
     mixup: float = 0.0               # mixup's Beta(a, a) parameter (Zhang et al. 2018); 0 = off
     limit: int = 0                   # use only the first N training rows (tests); 0 = all
     init: str = ""                   # start from this trained model's weights (a warm restart); "" = random
+    teacher: tuple[str, ...] = ()    # trained models whose averaged answers join the targets (distillation)
+    teacher_weight: float = 0.5      # the teachers' share of each target; the rest is the label
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
@@ -48,8 +50,9 @@ class TrainConfig:
         unknown = set(raw) - names
         if unknown:
             raise ValueError(f"{path}: unknown config keys {sorted(unknown)}")
-        if "widths" in raw:
-            raw["widths"] = tuple(raw["widths"])
+        for key in ("widths", "teacher"):   # JSON has lists only
+            if key in raw:
+                raw[key] = tuple(raw[key])
         return cls(**raw)
 
     def replace(self, **changes) -> "TrainConfig":

@@ -2,8 +2,9 @@
 
 A run lives in one folder: ``config.json``, ``last.keras`` (weights + optimizer state,
 written atomically after every epoch), ``best.keras`` (best PublicTest accuracy so far),
-``history.jsonl`` (one line per epoch), ``state.json``, ``train.log`` and ``epochs/NNN.weights.h5``
-(each epoch's weights, for ``python -m train average``). The learning-rate
+``history.jsonl`` (one line per epoch), ``state.json``, ``train.log``, ``epochs/NNN.weights.h5``
+(each epoch's weights, for ``python -m train average``) and, with ``--teacher``, ``teacher.npy``
+(the teachers' answers for every training face). The learning-rate
 schedule is a function of the optimizer's step counter and the augmentation is seeded by
 ``(seed, epoch, batch)`` and dropout by ``(seed, epoch)``, so stopping and resuming gives the
 same run as not stopping.
@@ -29,6 +30,7 @@ import tensorflow as tf
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from fer_overlay.classify import ZOOM, zoomed
 from fer_overlay.core import EMOTIONS
 from fer_overlay.preprocess import to_model_input
 from train.augment import augment_batch, mixup
@@ -37,15 +39,48 @@ from train.data import FerData, load
 from train.model import build_model
 
 
-def targets(data: FerData, config: TrainConfig) -> np.ndarray:
-    """One-hot FER2013 labels, or FER+ vote distributions where a row has votes."""
+def targets(data: FerData, config: TrainConfig, teacher: np.ndarray | None = None) -> np.ndarray:
+    """One-hot FER2013 labels, or FER+ vote distributions where a row has votes; with ``teacher``
+    (one probability row per face), a ``config.teacher_weight`` share of each target is its row."""
     onehot = np.eye(len(EMOTIONS), dtype=np.float32)[data.labels]
     if config.labels == "ferplus":
         if data.votes is None:
             raise ValueError("--labels ferplus needs FER+ votes, which only the npz layout carries")
         has_votes = data.votes.sum(axis=1) > 0
         onehot[has_votes] = data.votes[has_votes]
+    if teacher is not None:
+        onehot = (1 - config.teacher_weight) * onehot + config.teacher_weight * teacher
     return onehot
+
+
+def teacher_answers(paths: tuple[str, ...], x: np.ndarray, progress: Progress) -> np.ndarray:
+    """Mean probabilities of the models at ``paths`` over the second look's four views of each
+    model input (face, mirror, zoomed, zoomed mirror). Distillation (Hinton et al. 2015): one
+    network learns what several networks and views answer together, at one network's cost."""
+    closer = zoomed(x, ZOOM)
+    views = (x, x[:, :, ::-1], closer, closer[:, :, ::-1])
+    task = progress.add_task("teacher answers", total=len(paths) * len(views), info="")
+    total = np.zeros((len(x), len(EMOTIONS)), np.float64)
+    for path in paths:
+        model = keras.models.load_model(path, compile=False)
+        for view in views:
+            total += model.predict(view, batch_size=256, verbose=0)
+            progress.update(task, advance=1, info=Path(path).name)
+    progress.remove_task(task)
+    return (total / (len(paths) * len(views))).astype(np.float32)
+
+
+def _teacher(config: TrainConfig, x: np.ndarray, path: Path, progress: Progress) -> np.ndarray:
+    """The teachers' answers, computed once per run and kept in ``teacher.npy`` (numbers only)."""
+    if path.exists():
+        answers = np.load(path)
+        if answers.shape == (len(x), len(EMOTIONS)):
+            return answers
+    answers = teacher_answers(config.teacher, x, progress)
+    tmp = path.with_name(path.stem + ".tmp.npy")
+    np.save(tmp, answers)
+    os.replace(tmp, path)
+    return answers
 
 
 def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int) -> None:
@@ -181,8 +216,7 @@ def fit(config: TrainConfig, run_dir: Path, resume: bool = False,
     train, val = data.subset("Training"), data.subset("PublicTest")
     if config.limit:
         train, val = train.select(slice(config.limit)), val.select(slice(config.limit))
-    pixels = tf.constant(to_model_input(train.pixels))
-    y = tf.constant(targets(train, config))
+    x = to_model_input(train.pixels)
     val_x, val_y = to_model_input(val.pixels), np.eye(len(EMOTIONS), dtype=np.float32)[val.labels]
     steps = len(train) // config.batch_size
 
@@ -211,6 +245,8 @@ def fit(config: TrainConfig, run_dir: Path, resume: bool = False,
 
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console) as progress:
+        teacher = _teacher(config, x, run_dir / "teacher.npy", progress) if config.teacher else None
+        pixels, y = tf.constant(x), tf.constant(targets(train, config, teacher))
         epochs_task = progress.add_task("epochs", total=config.epochs, completed=state["epoch"], info="")
         for epoch in range(state["epoch"], config.epochs):
             batches = progress.add_task(f"epoch {epoch + 1}", total=steps, info="")
