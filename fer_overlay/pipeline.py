@@ -8,11 +8,13 @@ thread, a few times a second, on the newest frame, and accounts for every frame 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import queue
+import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -276,6 +278,28 @@ def _emit(image: np.ndarray, result: FrameResult | None, outputs: Sequence[Outpu
         sink.write(done[id(annotator)], result)
 
 
+_STOPS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+@contextlib.contextmanager
+def _whole_delivery() -> Iterator[None]:
+    """Hand one result to every listener and the counts, or to none: a stop (Ctrl-C, SIGTERM,
+    SIGHUP) that comes meanwhile takes effect just after, so the JSON lines, the record and the
+    "analysed N frame(s)" line agree. Signals can only be caught on the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {stop: signal.signal(stop, lambda number, _: caught.append(number)) for stop in _STOPS}
+    try:
+        yield
+    finally:
+        for stop, handler in previous.items():
+            signal.signal(stop, handler)
+    if caught:   # the handlers in place again, the stop is delivered as if it came now
+        signal.raise_signal(caught[0])
+
+
 def run_offline(source: Iterable[Frame], analyzer: Analyzer, outputs: Sequence[Output],
                 listeners: Sequence[Listener] = (), *, clock: Callable[[], float] = time.perf_counter,
                 on_frame: Callable[[], None] | None = None, stats: RunStats | None = None) -> RunStats:
@@ -287,9 +311,10 @@ def run_offline(source: Iterable[Frame], analyzer: Analyzer, outputs: Sequence[O
     try:
         for frame in source:
             result = dataclasses.replace(analyzer.analyze(frame), fps=meter.tick())
-            for listener in listeners:
-                listener(result)
-            stats.analysed += 1   # counted as it happens: after a stop the counts match the files
+            with _whole_delivery():
+                for listener in listeners:
+                    listener(result)
+                stats.analysed += 1   # counted as it happens: after a stop the counts match the files
             _emit(frame.image, result, outputs)
             stats.frames += 1
             if on_frame:
@@ -380,9 +405,10 @@ def run_live(source: Iterable[Frame], analyzer: Analyzer, outputs: Sequence[Outp
             except queue.Empty:
                 return
             latest = dataclasses.replace(result, dropped=stats.dropped)
-            stats.analysed += 1
-            for listener in listeners:
-                listener(latest)
+            with _whole_delivery():
+                stats.analysed += 1
+                for listener in listeners:
+                    listener(latest)
 
     worker = threading.Thread(target=analyse_loop, name="fer-overlay-analysis", daemon=True)
     worker.start()

@@ -1,5 +1,7 @@
 """The live loop: the feed keeps the source's frames while a slow analysis drops and counts."""
 
+import os
+import signal
 import time
 
 import numpy as np
@@ -312,3 +314,27 @@ def test_loading_the_face_detector_prints_nothing(capfd):
     before = log.getLogLevel()
     FaceDetector()
     assert capfd.readouterr().err == "" and log.getLogLevel() == before
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_between_two_listeners_still_gives_the_result_to_both(stop):
+    """Ctrl-C arriving after the JSON line is written but before the record hears of it: the stop
+    waits until every listener and the count have the result, so they agree afterwards."""
+    json_lines, record = [], []
+
+    def json_listener(result):
+        json_lines.append(result.frame_index)
+        if result.frame_index == 3:
+            os.kill(os.getpid(), stop)
+            time.sleep(0.05)   # the signal is pending here; without the guard it would interrupt now
+
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)   # the CLI's SIGTERM raises too
+    try:
+        from fer_overlay.pipeline import RunStats
+        stats = RunStats()
+        with pytest.raises(KeyboardInterrupt):
+            run_offline(frames(10, 0), SlowAnalyzer(0.0), [], [json_listener, record.append], stats=stats)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert json_lines == [0, 1, 2, 3] and [r.frame_index for r in record] == [0, 1, 2, 3] and stats.analysed == 4
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # handlers put back
