@@ -105,10 +105,16 @@ class EmotionClassifier:
         unsure = probabilities.max(axis=1) < self.second_look_below
         if unsure.any():
             faces = x[unsure]
-            closer = zoomed(faces, ZOOM)
-            views = self._run(np.ascontiguousarray(np.concatenate([faces[:, :, ::-1], closer, closer[:, :, ::-1]])))
+            views = self._run(np.ascontiguousarray(np.concatenate(other_views(faces))))
             probabilities[unsure] = (probabilities[unsure] + views.reshape(3, len(faces), -1).sum(axis=0)) / 4
         return probabilities
+
+
+def other_views(faces: np.ndarray) -> list[np.ndarray]:
+    """The second look's views of model inputs besides the faces themselves: mirrored, enlarged
+    by ``ZOOM``, and both. Training's distillation targets (``--teacher``) average the same four."""
+    closer = zoomed(faces, ZOOM)
+    return [faces[:, :, ::-1], closer, closer[:, :, ::-1]]
 
 
 def zoomed(faces: np.ndarray, scale: float) -> np.ndarray:

@@ -30,7 +30,7 @@ import tensorflow as tf
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from fer_overlay.classify import ZOOM, zoomed
+from fer_overlay.classify import other_views
 from fer_overlay.core import EMOTIONS
 from fer_overlay.preprocess import to_model_input
 from train.augment import augment_batch, mixup
@@ -57,8 +57,7 @@ def teacher_answers(paths: tuple[str, ...], x: np.ndarray, progress: Progress) -
     """Mean probabilities of the models at ``paths`` over the second look's four views of each
     model input (face, mirror, zoomed, zoomed mirror). Distillation (Hinton et al. 2015): one
     network learns what several networks and views answer together, at one network's cost."""
-    closer = zoomed(x, ZOOM)
-    views = (x, x[:, :, ::-1], closer, closer[:, :, ::-1])
+    views = (x, *other_views(x))
     task = progress.add_task("teacher answers", total=len(paths) * len(views), info="")
     total = np.zeros((len(x), len(EMOTIONS)), np.float64)
     for path in paths:
