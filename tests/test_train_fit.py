@@ -195,3 +195,23 @@ def test_averaged_weights_are_the_mean_and_batch_norm_is_measured_again(whole_ru
     val = load(config.data).subset("PublicTest")
     again = np.mean(averaged.predict(to_model_input(val.pixels), verbose=0).argmax(axis=1) == val.labels)
     assert accuracy == pytest.approx(again)
+
+
+def test_compare_scores_a_candidate_as_the_runtime_runs_it_and_never_reads_privatetest(
+        whole_run, tiny_npz, tmp_path, monkeypatch, capsys):
+    """``train compare``: the ship-or-not figure is PublicTest through the int8 export and second
+    look, for candidate and shipped model in one run; PrivateTest stays unread."""
+    from train.__main__ import main
+    from train.data import FerData, load
+    from train.export import export
+    run, _ = whole_run
+    export(run / "best.keras", tmp_path / "shipped")
+    public = load(tiny_npz).subset("PublicTest")
+    expected = np.mean(EmotionClassifier.load(tmp_path / "shipped" / "emotion_cnn_dynamic.tflite")
+                       .predict(public.pixels).argmax(axis=1) == public.labels)
+    read, subset = [], FerData.subset
+    monkeypatch.setattr(FerData, "subset", lambda self, split: read.append(split) or subset(self, split))
+    assert main(["compare", "--run", str(run), "--against", str(tmp_path / "shipped"), "--data", str(tiny_npz)]) == 0
+    out = capsys.readouterr().out
+    assert out.count(f"accuracy {expected:.4f}") == 2 and "+0.00 points" in out   # the same model both ways
+    assert set(read) == {"PublicTest"}

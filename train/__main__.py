@@ -41,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     export_p.add_argument("--out", type=Path, default=Path("models"))
     export_p.add_argument("--data", default="../shared/data/fer2013.npz",
                           help="FER2013, to score the runtime model on PublicTest and PrivateTest")
+    compare_p = sub.add_parser("compare", help="PublicTest as the runtime runs it: a candidate against the shipped model")
+    compare_p.add_argument("--run", type=Path, default=Path("runs/main"))
+    compare_p.add_argument("--model", type=Path, help="default: <run>/best.keras")
+    compare_p.add_argument("--against", type=Path, default=Path("models"), help="the shipped model's folder")
+    compare_p.add_argument("--data", default="../shared/data/fer2013.npz")
     average_p = sub.add_parser("average", help="average a run's last epochs' weights (SWA) into <run>/averaged.keras")
     average_p.add_argument("--run", type=Path, default=Path("runs/main"))
     average_p.add_argument("--first", type=int, required=True, help="first epoch in the average")
@@ -85,6 +90,15 @@ def main(argv: list[str] | None = None) -> int:
             write_card(args.out)
             console.print(f"exported to {args.out}: {runtime}; runtime PublicTest "
                           f"{scores['PublicTest_runtime']['accuracy']:.4f}, PrivateTest {scores['PrivateTest_runtime']['accuracy']:.4f}")
+        elif args.command == "compare":
+            from train.export import compare
+            scores = compare(args.model or args.run / "best.keras", args.against, args.data)
+            for name, score in scores.items():
+                console.print(f"{name:9} PublicTest, runtime: accuracy {score['accuracy']:.4f}, "
+                              f"macro-F1 {score['macro_f1']:.3f}")
+            gain = scores["candidate"]["accuracy"] - scores["shipped"]["accuracy"]
+            console.print(f"candidate - shipped: {gain * 100:+.2f} points "
+                          f"(one standard error of PublicTest is about 0.76); PrivateTest not read")
         elif args.command == "average":
             from train.average import average_run
             path, accuracy = average_run(args.run, args.first, args.last)

@@ -71,20 +71,34 @@ def _time(classifier, batch: np.ndarray, repeats: int = 50) -> float:
     return (time.perf_counter() - started) / repeats * 1000
 
 
-def runtime_scores(out_dir: Path, data_path: str) -> dict:
-    """PublicTest and PrivateTest as users get them: ``EmotionClassifier.load(<the runtime
-    model>).predict`` with its default second look, so the card's headline is what ships."""
+def runtime_scores(out_dir: Path, data_path: str, splits: tuple[str, ...] = ("PublicTest", "PrivateTest")) -> dict:
+    """Scores as users get them: ``EmotionClassifier.load(<the runtime model>).predict`` with its
+    default second look, so the card's headline is what ships."""
     from fer_overlay.classify import EmotionClassifier
     from train.data import load
     from train.evaluate import class_scores, confusion
     classifier, data, scores = EmotionClassifier.load(out_dir / CLASSIFIER_DYNAMIC), load(data_path), {}
-    for split in ("PublicTest", "PrivateTest"):
+    for split in splits:
         part = data.subset(split)
         predicted = classifier.predict(part.pixels).argmax(axis=1)
         matrix = confusion(part.labels, predicted)
         scores[f"{split}_runtime"] = {"accuracy": round(float((predicted == part.labels).mean()), 4),
                                       **class_scores(matrix), "confusion": matrix.tolist()}
     return scores
+
+
+def compare(model_path: Path, shipped_dir: Path, data_path: str) -> dict[str, dict]:
+    """PublicTest as the runtime runs it, for a candidate and for the shipped model in one run.
+
+    The candidate is exported to a scratch folder exactly as ``export`` would ship it (int8,
+    second look), so the choice to ship rests on what users would get. PrivateTest is never
+    read: it is reported once, for the model chosen.
+    """
+    with tempfile.TemporaryDirectory() as scratch:
+        export(model_path, Path(scratch))
+        candidate = runtime_scores(Path(scratch), data_path, ("PublicTest",))["PublicTest_runtime"]
+    shipped = runtime_scores(shipped_dir, data_path, ("PublicTest",))["PublicTest_runtime"]
+    return {"candidate": candidate, "shipped": shipped}
 
 
 def update_metrics(out_dir: Path, runtime: dict, scores: dict | None = None) -> None:
