@@ -207,11 +207,13 @@ def test_compare_scores_a_candidate_as_the_runtime_runs_it_and_never_reads_priva
     run, _ = whole_run
     export(run / "best.keras", tmp_path / "shipped")
     public = load(tiny_npz).subset("PublicTest")
-    expected = np.mean(EmotionClassifier.load(tmp_path / "shipped" / "emotion_cnn_dynamic.tflite")
-                       .predict(public.pixels).argmax(axis=1) == public.labels)
+    model = tmp_path / "shipped" / "emotion_cnn_dynamic.tflite"
+    expected = np.mean(EmotionClassifier.load(model).predict(public.pixels).argmax(axis=1) == public.labels)
+    unsure = np.mean(EmotionClassifier.load(model, flip_average=False).predict(public.pixels).max(axis=1) < 0.5)
     read, subset = [], FerData.subset
     monkeypatch.setattr(FerData, "subset", lambda self, split: read.append(split) or subset(self, split))
     assert main(["compare", "--run", str(run), "--against", str(tmp_path / "shipped"), "--data", str(tiny_npz)]) == 0
-    out = capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())   # rich wraps long lines at the terminal width
     assert out.count(f"accuracy {expected:.4f}") == 2 and "+0.00 points" in out   # the same model both ways
+    assert out.count(f"{1 + 3 * unsure:.2f} model runs a face") == 2
     assert set(read) == {"PublicTest"}

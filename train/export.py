@@ -88,7 +88,8 @@ def runtime_scores(out_dir: Path, data_path: str, splits: tuple[str, ...] = ("Pu
 
 
 def compare(model_path: Path, shipped_dir: Path, data_path: str) -> dict[str, dict]:
-    """PublicTest as the runtime runs it, for a candidate and for the shipped model in one run.
+    """PublicTest as the runtime runs it (accuracy and model runs per face), for a candidate and
+    for the shipped model in one run.
 
     The candidate is exported to a scratch folder exactly as ``export`` would ship it (int8,
     second look), so the choice to ship rests on what users would get. PrivateTest is never
@@ -96,9 +97,19 @@ def compare(model_path: Path, shipped_dir: Path, data_path: str) -> dict[str, di
     """
     with tempfile.TemporaryDirectory() as scratch:
         export(model_path, Path(scratch))
-        candidate = runtime_scores(Path(scratch), data_path, ("PublicTest",))["PublicTest_runtime"]
-    shipped = runtime_scores(shipped_dir, data_path, ("PublicTest",))["PublicTest_runtime"]
-    return {"candidate": candidate, "shipped": shipped}
+        candidate = _public_runtime(Path(scratch), data_path)
+    return {"candidate": candidate, "shipped": _public_runtime(shipped_dir, data_path)}
+
+
+def _public_runtime(folder: Path, data_path: str) -> dict:
+    """PublicTest's runtime scores plus the cost side: model runs per face, as a model that is
+    unsure more often gives more faces the second look's three extra views."""
+    from fer_overlay.classify import SECOND_LOOK_BELOW, EmotionClassifier
+    from train.data import load
+    scores = runtime_scores(folder, data_path, ("PublicTest",))["PublicTest_runtime"]
+    plain = EmotionClassifier.load(folder / CLASSIFIER_DYNAMIC, flip_average=False)
+    top = plain.predict(load(data_path).subset("PublicTest").pixels).max(axis=1)
+    return {**scores, "runs_per_face": round(1 + 3 * float(np.mean(top < SECOND_LOOK_BELOW)), 3)}
 
 
 def update_metrics(out_dir: Path, runtime: dict, scores: dict | None = None) -> None:
