@@ -212,8 +212,38 @@ def test_compare_scores_a_candidate_as_the_runtime_runs_it_and_never_reads_priva
     unsure = np.mean(EmotionClassifier.load(model, flip_average=False).predict(public.pixels).max(axis=1) < 0.5)
     read, subset = [], FerData.subset
     monkeypatch.setattr(FerData, "subset", lambda self, split: read.append(split) or subset(self, split))
-    assert main(["compare", "--run", str(run), "--against", str(tmp_path / "shipped"), "--data", str(tiny_npz)]) == 0
+    assert main(["compare", "--run", str(run), "--against", str(tmp_path / "shipped"), "--data", str(tiny_npz),
+                 "--temperature", "1"]) == 0
     out = " ".join(capsys.readouterr().out.split())   # rich wraps long lines at the terminal width
     assert out.count(f"accuracy {expected:.4f}") == 2 and "+0.00 points" in out   # the same model both ways
     assert out.count(f"{1 + 3 * unsure:.2f} model runs a face") == 2
     assert set(read) == {"PublicTest"}
+
+
+def test_fit_temperature_finds_the_temperature_the_labels_were_drawn_with_and_export_folds_it_in(tmp_path):
+    """Calibration, against a known truth: PublicTest labels drawn from softmax(logits / 2) of a
+    network give back T of about 2; the exported files then give softmax(logits / T), same answers."""
+    import keras
+    from fer_overlay.preprocess import to_model_input
+    from train.export import export, fit_temperature
+    rng = np.random.default_rng(3)
+    inputs = keras.Input((48, 48, 1))
+    head = keras.layers.Dense(7, activation="softmax", name="emotion")
+    model = keras.Model(inputs, head(keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))))
+    head.set_weights([rng.normal(0, 0.02, (48 * 48, 7)).astype(np.float32), rng.normal(0, 1, 7).astype(np.float32)])
+    model.save(tmp_path / "net.keras")
+    faces = rng.integers(0, 256, (4000, 48, 48), dtype=np.uint8)
+    logits = np.log(model.predict(to_model_input(faces), verbose=0).astype(np.float64))
+    drawn = np.exp(logits / 2) / np.exp(logits / 2).sum(axis=1, keepdims=True)
+    labels = np.array([rng.choice(7, p=row / row.sum()) for row in drawn])
+    np.savez(tmp_path / "public.npz", pixels=faces, emotion=labels, usage=np.ones(len(faces), np.int8),
+             emotions=np.array(["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]))
+
+    t = fit_temperature(tmp_path / "net.keras", str(tmp_path / "public.npz"))
+    assert 1.8 < t < 2.2
+    runtime = export(tmp_path / "net.keras", tmp_path / "calibrated", temperature=t)
+    assert runtime["temperature"] == round(t, 4)
+    fast = EmotionClassifier.load(tmp_path / "calibrated" / "emotion_cnn.tflite", flip_average=False).predict(faces[:200])
+    expected = np.exp(logits[:200] / t) / np.exp(logits[:200] / t).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(fast, expected, atol=1e-4)
+    assert (fast.argmax(axis=1) == logits[:200].argmax(axis=1)).all()

@@ -1,4 +1,4 @@
-"""``python -m train fit|evaluate|export|average|framing`` — see README.md, "Training the model"."""
+"""``python -m train fit|evaluate|export|compare|average|framing`` — see README.md, "Training the model"."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+TEMPERATURE_HELP = "softmax temperature folded into the exported model (default: fitted on PublicTest; 1: none)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,12 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     export_p.add_argument("--run", type=Path, default=Path("runs/main"))
     export_p.add_argument("--model", type=Path, help="default: <run>/best.keras")
     export_p.add_argument("--out", type=Path, default=Path("models"))
+    export_p.add_argument("--temperature", type=float, help=TEMPERATURE_HELP)
     export_p.add_argument("--data", default="../shared/data/fer2013.npz",
                           help="FER2013, to score the runtime model on PublicTest and PrivateTest")
     compare_p = sub.add_parser("compare", help="PublicTest as the runtime runs it: a candidate against the shipped model")
     compare_p.add_argument("--run", type=Path, default=Path("runs/main"))
     compare_p.add_argument("--model", type=Path, help="default: <run>/best.keras")
     compare_p.add_argument("--against", type=Path, default=Path("models"), help="the shipped model's folder")
+    compare_p.add_argument("--temperature", type=float, help=TEMPERATURE_HELP)
     compare_p.add_argument("--data", default="../shared/data/fer2013.npz")
     average_p = sub.add_parser("average", help="average a run's last epochs' weights (SWA) into <run>/averaged.keras")
     average_p.add_argument("--run", type=Path, default=Path("runs/main"))
@@ -83,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
                           f" -> {args.out / 'metrics.json'}")
         elif args.command == "export":
             from train.export import export, runtime_scores, update_metrics, write_card, write_runtime_report
-            runtime = export(args.model or args.run / "best.keras", args.out, args.run)
+            model = args.model or args.run / "best.keras"
+            runtime = export(model, args.out, args.run, temperature=temperature(args, model))
             scores = runtime_scores(args.out, args.data)
             update_metrics(args.out, runtime, scores)
             write_runtime_report(args.out, scores["PrivateTest_runtime"])
@@ -92,8 +98,11 @@ def main(argv: list[str] | None = None) -> int:
                           f"{scores['PublicTest_runtime']['accuracy']:.4f}, PrivateTest {scores['PrivateTest_runtime']['accuracy']:.4f}")
         elif args.command == "compare":
             from train.export import compare
-            scores = compare(args.model or args.run / "best.keras", args.against, args.data)
-            console.print("PublicTest as the runtime runs it (int8, second look); PrivateTest not read")
+            model = args.model or args.run / "best.keras"
+            t = temperature(args, model)
+            scores = compare(model, args.against, args.data, t)
+            console.print(f"PublicTest as the runtime runs it (int8, second look; candidate at temperature {t:.3f}); "
+                          "PrivateTest not read")
             for name, score in scores.items():
                 console.print(f"{name:9}  accuracy {score['accuracy']:.4f}  macro-F1 {score['macro_f1']:.3f}  "
                               f"{score['runs_per_face']:.2f} model runs a face")
@@ -121,6 +130,16 @@ def main(argv: list[str] | None = None) -> int:
         console.print("interrupted; the last finished epoch is saved — continue with --resume")
         return 130
     return 0
+
+
+def temperature(args, model: Path) -> float:
+    """``--temperature``, or the one that calibrates ``model`` on PublicTest."""
+    if args.temperature is None:
+        from train.export import fit_temperature
+        return fit_temperature(model, args.data)
+    if args.temperature <= 0:
+        raise ValueError(f"--temperature must be above 0, not {args.temperature:g}")
+    return args.temperature
 
 
 if __name__ == "__main__":
