@@ -218,6 +218,8 @@ def test_compare_scores_a_candidate_as_the_runtime_runs_it_and_never_reads_priva
     assert out.count(f"accuracy {expected:.4f}") == 2 and "+0.00 points" in out   # the same model both ways
     assert out.count(f"{1 + 3 * unsure:.2f} model runs a face") == 2
     assert set(read) == {"PublicTest"}
+    assert main(["compare", "--run", str(run), "--data", str(tiny_npz), "--temperature", "0"]) == 2
+    assert "--temperature must be above 0" in capsys.readouterr().out
 
 
 def test_fit_temperature_finds_the_temperature_the_labels_were_drawn_with_and_export_folds_it_in(tmp_path):
@@ -247,3 +249,14 @@ def test_fit_temperature_finds_the_temperature_the_labels_were_drawn_with_and_ex
     expected = np.exp(logits[:200] / t) / np.exp(logits[:200] / t).sum(axis=1, keepdims=True)
     np.testing.assert_allclose(fast, expected, atol=1e-4)
     assert (fast.argmax(axis=1) == logits[:200].argmax(axis=1)).all()
+
+
+def test_the_card_says_when_a_model_was_distilled_and_calibrated(tmp_path):
+    from train.export import write_card
+    metrics = json.loads((REPO / "models" / "metrics.json").read_text())
+    metrics["config"]["teacher"], metrics["config"]["teacher_weight"] = ["a.keras", "b.keras"], 0.5
+    metrics["runtime"]["temperature"] = 0.85
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    write_card(tmp_path)
+    card = (tmp_path / "README.md").read_text()
+    assert "0.5 the mean answer of 2 trained networks" in card and "a temperature of 0.850" in card

@@ -209,13 +209,13 @@ def write_card(out_dir: Path) -> None:
     if teachers:
         origin += (f" with distillation targets ({1 - config.get('teacher_weight', 0.5):g} the label, "
                    f"{config.get('teacher_weight', 0.5):g} the mean answer of {len(teachers)} trained networks "
-                   "over the second look's four views; Ablations, kd30)")
+                   "over the second look's four views; see Ablations)")
     averaged = training.get("averaged_epochs")
     chosen = (f"The weights are the mean of epochs {averaged[0]}-{averaged[1]}'s (SWA, `python -m train average`), "
               "chosen on PublicTest" if averaged else f"Best epoch chosen on PublicTest ({training.get('best_epoch', '?')})")
     t = runtime.get("temperature", 1.0)
     calibrated = (f" Its confidence is calibrated on PublicTest: the last layer's output divided by a temperature of "
-                  f"{t:.3f}, folded into its weights (same answers, same cost)." if t != 1.0 else "")
+                  f"{t:.3f}, folded into its weights (the network's answers unchanged, no extra cost)." if t != 1.0 else "")
     failures = (f"- Most frequent mistakes on PrivateTest (runtime): {_worst_confusions(shipped['confusion'])}.\n"
                 if "confusion" in shipped else "")
     card = f"""# fer-overlay emotion CNN — model card
