@@ -249,8 +249,24 @@ def connect(address: str | None, workers: int) -> Iterator:
     # One single-threaded process per core: the analysis is CPU-bound Python, and a process that
     # dies (out of memory, a native crash) takes only its own file down.
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+                      silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
+        client.register_plugin(QuietWorker(), name=QuietWorker.name)
         yield client
+
+
+class QuietWorker(WorkerPlugin):
+    """Dask's own log off (but CRITICAL) in each local worker process, restarted ones included.
+
+    A worker that dies reaches the user as its file's failure in the summary; Dask's log would
+    add only noise, and at Ctrl-C a heartbeat in flight when the scheduler stops prints a
+    harmless traceback (``silence_logs`` covers a worker's life, not its last heartbeat).
+    Not used with ``--address``: that cluster's logging is its owner's.
+    """
+
+    name = "fer-overlay-quiet"
+
+    def setup(self, worker) -> None:
+        logging.getLogger("distributed").setLevel(logging.CRITICAL)
 
 
 def run_batch(args, console: Console) -> int:

@@ -214,6 +214,20 @@ def test_killed_worker_retried_without_duplicates(videos, config, tmp_path):
     assert sorted(loads.values()) in ([1, 1], [0, 1])
 
 
+def test_local_workers_keep_dask_log_quiet():
+    """Dask's ERROR lines (a heartbeat in flight at Ctrl-C) would print tracebacks under the bars:
+    the local workers log only CRITICAL, and a worker the nanny restarts is quiet too."""
+    import logging
+
+    from fer_overlay.batch import connect
+
+    with connect(None, 1) as client:
+        before = client.run(lambda: logging.getLogger("distributed").getEffectiveLevel())
+        client.restart()
+        after = client.run(lambda: logging.getLogger("distributed").getEffectiveLevel())
+    assert list(before.values()) == list(after.values()) == [logging.CRITICAL]
+
+
 def test_ctrl_c_keeps_finished_records_and_a_rerun_goes_on(videos, config, tmp_path):
     """Ctrl-C once the first record is in: exit 130, every record there complete, no partial file
     left; the same command again analyses only what was not finished."""
