@@ -228,9 +228,11 @@ def test_local_workers_keep_dask_log_quiet():
     assert list(before.values()) == list(after.values()) == [logging.CRITICAL]
 
 
-def test_ctrl_c_keeps_finished_records_and_a_rerun_goes_on(videos, config, tmp_path):
+@pytest.mark.parametrize("group", [False, True], ids=["kill -INT", "terminal Ctrl-C"])
+def test_ctrl_c_keeps_finished_records_and_a_rerun_goes_on(videos, config, tmp_path, group):
     """Ctrl-C once the first record is in: exit 130, every record there complete, no partial file
-    left; the same command again analyses only what was not finished."""
+    left, no traceback; the same command again analyses only what was not finished. A terminal's
+    Ctrl-C reaches the whole process group (the Dask workers too); ``kill -INT`` the batch alone."""
     import os
     import signal
     import subprocess
@@ -246,12 +248,15 @@ def test_ctrl_c_keeps_finished_records_and_a_rerun_goes_on(videos, config, tmp_p
     command = [sys.executable, "-m", "fer_overlay.cli", "batch", str(folder), "--out", str(out), "--workers", "2",
                "--accept-notice"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "XDG_CONFIG_HOME": str(config / "config")})
+                               env={**os.environ, "XDG_CONFIG_HOME": str(config / "config")}, start_new_session=group)
     deadline = time.time() + 180
     while not list((out / RECORDS).glob("*.db")):
         assert time.time() < deadline and process.poll() is None, process.communicate()
         time.sleep(0.1)
-    process.send_signal(signal.SIGINT)
+    if group:
+        os.killpg(process.pid, signal.SIGINT)
+    else:
+        process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)
     said = stdout + stderr
     assert process.returncode == 130 and "Traceback" not in said, said
