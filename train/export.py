@@ -207,8 +207,9 @@ def write_card(out_dir: Path) -> None:
               f"`{Path(config['init']).name}`, whose training Ablations describes," if config.get("init") else "from scratch")
     teachers = config.get("teacher") or ()
     if teachers:
-        origin += (f" with distillation targets ({1 - config.get('teacher_weight', 0.5):g} the label, "
-                   f"{config.get('teacher_weight', 0.5):g} the mean answer of {len(teachers)} trained networks "
+        share = config["teacher_weight"]   # saved with every run's config since --teacher exists
+        origin += (f" with distillation targets ({1 - share:g} the label, "
+                   f"{share:g} the mean answer of {len(teachers)} trained networks "
                    "over the second look's four views; see Ablations)")
     averaged = training.get("averaged_epochs")
     chosen = (f"The weights are the mean of epochs {averaged[0]}-{averaged[1]}'s (SWA, `python -m train average`), "
