@@ -37,6 +37,22 @@ def test_webcam_look_blurs_some_faces_and_leaves_the_others_and_other_runs_alone
                           augment_batch(faces(), SEED, usual.replace(webcam=0.0)).numpy())
 
 
+def test_lowres_shrinks_some_faces_to_a_small_gallery_size_and_leaves_the_others_and_other_runs_alone():
+    plain = TrainConfig(flip=False, rotate_deg=0, scale=0, shift=0, erase_prob=0, brightness=0)
+    base = augment_batch(faces(), SEED, plain).numpy()
+    small = augment_batch(faces(), SEED, plain.replace(lowres=0.5)).numpy()
+    assert np.array_equal(small, augment_batch(faces(), SEED, plain.replace(lowres=0.5)).numpy())   # seeded
+    changed = np.abs(small - base).max(axis=(1, 2, 3)) > 1
+    assert 6 <= changed.sum() <= 26                                    # about half of 32
+    # Shrinking softens the 4-px checkerboard's edges at every size drawn.
+    assert (sharpness(small)[changed] < 0.9 * sharpness(base)[changed]).all()
+    assert np.allclose(small.mean(axis=(1, 2, 3)), base.mean(axis=(1, 2, 3)), atol=3)   # same light
+    assert small.min() >= 0 and small.max() <= 255
+    usual = TrainConfig()
+    assert np.array_equal(augment_batch(faces(), SEED, usual).numpy(),
+                          augment_batch(faces(), SEED, usual.replace(lowres=0.0)).numpy())
+
+
 def test_mixup_blends_faces_and_their_targets_alike():
     """Face k shows grey level k and is of class k: after mixup, each face's grey level must equal
     its target's mean class, so the picture and the label were blended by the same weight."""

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fer_overlay.classify import EmotionClassifier
-from tests.conftest import REPO
+from tests.conftest import MEETINGS, REPO
 from train.config import TrainConfig
 
 
@@ -204,6 +204,7 @@ def test_compare_scores_a_candidate_as_the_runtime_runs_it_and_never_reads_priva
     from train.__main__ import main
     from train.data import FerData, load
     from train.export import export
+    from train.robustness import degrade
     run, _ = whole_run
     export(run / "best.keras", tmp_path / "shipped")
     public = load(tiny_npz).subset("PublicTest")
@@ -213,13 +214,42 @@ def test_compare_scores_a_candidate_as_the_runtime_runs_it_and_never_reads_priva
     read, subset = [], FerData.subset
     monkeypatch.setattr(FerData, "subset", lambda self, split: read.append(split) or subset(self, split))
     assert main(["compare", "--run", str(run), "--against", str(tmp_path / "shipped"), "--data", str(tiny_npz),
-                 "--temperature", "1"]) == 0
+                 "--temperature", "1", "--meetings", str(MEETINGS)]) == 0
     out = " ".join(capsys.readouterr().out.split())   # rich wraps long lines at the terminal width
     assert out.count(f"accuracy {expected:.4f}") == 2 and "+0.00 points" in out   # the same model both ways
     assert out.count(f"{1 + 3 * unsure:.2f} model runs a face") == 2
+    small = np.mean(EmotionClassifier.load(model).predict(degrade(public.pixels, 24)).argmax(axis=1) == public.labels)
+    assert out.count(f"faces 24 px {small:.4f}") == 2 and out.count("real faces' sizes") == 2
     assert set(read) == {"PublicTest"}
     assert main(["compare", "--run", str(run), "--data", str(tiny_npz), "--temperature", "0"]) == 2
     assert "--temperature must be above 0" in capsys.readouterr().out
+
+
+def test_robustness_scores_the_runtime_model_at_meeting_sizes_into_its_metrics_plot_and_card(
+        whole_run, tiny_npz, tmp_path, labels):
+    """``train robustness``: PublicTest at each face size and JPEG quality, and at the real
+    captures' face sizes, kept in metrics.json, drawn, and told by the card (which export rewrites)."""
+    from train.__main__ import main
+    from train.data import load
+    from train.export import export, write_card
+    run, _ = whole_run
+    export(run / "best.keras", tmp_path)
+    (tmp_path / "metrics.json").write_text((REPO / "models" / "metrics.json").read_text())
+    assert main(["robustness", "--out", str(tmp_path), "--data", str(tiny_npz), "--meetings", str(MEETINGS)]) == 0
+    result = json.loads((tmp_path / "metrics.json").read_text())["robustness"]
+    public = load(tiny_npz).subset("PublicTest")
+    plain = np.mean(EmotionClassifier.load(tmp_path / "emotion_cnn_dynamic.tflite").predict(public.pixels).argmax(axis=1)
+                    == public.labels)
+    lossless = dict(zip(result["sides"], result["accuracy"][0]))
+    assert lossless[48] == round(plain, 4)   # 48 px, lossless: the faces as FER2013 gives them
+    assert len(result["accuracy"]) == len(result["jpeg_qualities"]) and result["jpeg_qualities"][0] is None
+    real = result["meetings"]
+    assert real["faces"] == len(real["sides"]) >= 0.95 * sum(label["faces_visible"] for label in labels.values())
+    assert (tmp_path / "robustness.png").stat().st_size > 10_000
+    write_card(tmp_path)
+    card = " ".join((tmp_path / "README.md").read_text().split())
+    assert f"they score {lossless[16]:.1%}, {lossless[24]:.1%} and {lossless[32]:.1%}" in card
+    assert f"one of the {real['faces']} faces found on the nine real captures" in card
 
 
 def test_fit_temperature_finds_the_temperature_the_labels_were_drawn_with_and_export_folds_it_in(tmp_path):

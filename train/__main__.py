@@ -1,4 +1,4 @@
-"""``python -m train fit|evaluate|export|compare|average|framing`` — see README.md, "Training the model"."""
+"""``python -m train fit|evaluate|export|compare|robustness|average|framing`` — see README.md, "Training the model"."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+MEETINGS_HELP = "the labelled real captures whose faces' sizes PublicTest is also scored at"
 TEMPERATURE_HELP = "softmax temperature folded into the exported model (default: fitted on PublicTest; 1: none)"
 
 
@@ -25,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     fit_p.add_argument("--seed", type=int, help="seeds weights, order, augmentation and dropout")
     fit_p.add_argument("--limit", type=int, help="use only the first N training rows")
     fit_p.add_argument("--webcam", type=float, help="share of faces given a webcam's blur, exposure and noise")
+    fit_p.add_argument("--lowres", type=float, help="share of faces shrunk to 12-40 px and enlarged back, "
+                       "as a small face in a big gallery reaches the network")
     fit_p.add_argument("--mixup", type=float, help="mixup's Beta(a, a) parameter, e.g. 0.2 (0: off)")
     fit_p.add_argument("--init", help="start from this trained model's weights (a warm restart)")
     fit_p.add_argument("--teacher", action="append", help="a trained model whose answers join the targets "
@@ -45,12 +48,19 @@ def main(argv: list[str] | None = None) -> int:
     export_p.add_argument("--temperature", type=float, help=TEMPERATURE_HELP)
     export_p.add_argument("--data", default="../shared/data/fer2013.npz",
                           help="FER2013, to score the runtime model on PublicTest and PrivateTest")
+    export_p.add_argument("--meetings", type=Path, default=Path("../shared/data/meetings"), help=MEETINGS_HELP)
     compare_p = sub.add_parser("compare", help="PublicTest as the runtime runs it: a candidate against the shipped model")
     compare_p.add_argument("--run", type=Path, default=Path("runs/main"))
     compare_p.add_argument("--model", type=Path, help="default: <run>/best.keras")
     compare_p.add_argument("--against", type=Path, default=Path("models"), help="the shipped model's folder")
     compare_p.add_argument("--temperature", type=float, help=TEMPERATURE_HELP)
     compare_p.add_argument("--data", default="../shared/data/fer2013.npz")
+    compare_p.add_argument("--meetings", type=Path, default=Path("../shared/data/meetings"), help=MEETINGS_HELP)
+    robust_p = sub.add_parser("robustness", help="PublicTest at the face sizes and JPEG qualities of meetings "
+                              "-> <out>/metrics.json and robustness.png")
+    robust_p.add_argument("--out", type=Path, default=Path("models"), help="the model's folder")
+    robust_p.add_argument("--data", default="../shared/data/fer2013.npz")
+    robust_p.add_argument("--meetings", type=Path, default=Path("../shared/data/meetings"), help=MEETINGS_HELP)
     average_p = sub.add_parser("average", help="average a run's last epochs' weights (SWA) into <run>/averaged.keras")
     average_p.add_argument("--run", type=Path, default=Path("runs/main"))
     average_p.add_argument("--first", type=int, required=True, help="first epoch in the average")
@@ -71,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fit":
             from train.fit import fit
             config = TrainConfig.load(args.config) if args.config else TrainConfig()
-            changes = {k: getattr(args, k) for k in ("data", "epochs", "labels", "seed", "limit", "webcam", "mixup", "init",
+            changes = {k: getattr(args, k) for k in ("data", "epochs", "labels", "seed", "limit", "webcam", "lowres", "mixup", "init",
                                                   "learning_rate", "warmup_epochs", "teacher_weight")
                        if getattr(args, k) is not None}
             if args.teacher:
@@ -88,10 +98,12 @@ def main(argv: list[str] | None = None) -> int:
                           f" -> {args.out / 'metrics.json'}")
         elif args.command == "export":
             from train.export import export, runtime_scores, update_metrics, write_card, write_runtime_report
+            from train.robustness import measure_into
             model = args.model or args.run / "best.keras"
             runtime = export(model, args.out, args.run, temperature=temperature(args, model))
             scores = runtime_scores(args.out, args.data)
-            update_metrics(args.out, runtime, scores)
+            update_metrics(args.out, {"runtime": runtime, **scores})
+            measure_into(args.out, args.data, args.meetings, console)
             write_runtime_report(args.out, scores["PrivateTest_runtime"])
             write_card(args.out)
             console.print(f"exported to {args.out}: {runtime}; runtime PublicTest "
@@ -100,14 +112,17 @@ def main(argv: list[str] | None = None) -> int:
             from train.export import compare
             model = args.model or args.run / "best.keras"
             t = temperature(args, model)
-            scores = compare(model, args.against, args.data, t)
+            scores = compare(model, args.against, args.data, t, args.meetings, console)
             console.print(f"PublicTest as the runtime runs it (int8, second look; candidate at temperature {t:.3f}); "
                           "PrivateTest not read")
             for name, score in scores.items():
                 console.print(f"{name:9}  accuracy {score['accuracy']:.4f}  macro-F1 {score['macro_f1']:.3f}  "
-                              f"{score['runs_per_face']:.2f} model runs a face")
+                              f"{score['runs_per_face']:.2f} model runs a face;  {summary(score['robustness'])}")
             gain = scores["candidate"]["accuracy"] - scores["shipped"]["accuracy"]
             console.print(f"candidate - shipped: {gain * 100:+.2f} points (one standard error: about 0.76)")
+        elif args.command == "robustness":
+            from train.robustness import measure_into
+            console.print(summary(measure_into(args.out, args.data, args.meetings, console)))
         elif args.command == "average":
             from train.average import average_run
             path, accuracy = average_run(args.run, args.first, args.last)
@@ -130,6 +145,15 @@ def main(argv: list[str] | None = None) -> int:
         console.print("interrupted; the last finished epoch is saved — continue with --resume")
         return 130
     return 0
+
+
+def summary(robustness: dict) -> str:
+    """One line: accuracy with faces 24 and 32 px across, and at the real captures' sizes."""
+    lossless = dict(zip(robustness["sides"], robustness["accuracy"][0]))
+    line = f"faces 24 px {lossless[24]:.4f}, 32 px {lossless[32]:.4f}"
+    if "meetings" in robustness:
+        line += f", the {robustness['meetings']['faces']} real faces' sizes {robustness['meetings']['accuracy']:.4f}"
+    return line
 
 
 def temperature(args, model: Path) -> float:

@@ -123,18 +123,24 @@ def runtime_scores(out_dir: Path, data_path: str, splits: tuple[str, ...] = ("Pu
     return scores
 
 
-def compare(model_path: Path, shipped_dir: Path, data_path: str, temperature: float = 1.0) -> dict[str, dict]:
-    """PublicTest as the runtime runs it (accuracy and model runs per face), for a candidate and
-    for the shipped model in one run.
+def compare(model_path: Path, shipped_dir: Path, data_path: str, temperature: float = 1.0,
+            meetings: Path | None = None, console=None) -> dict[str, dict]:
+    """PublicTest as the runtime runs it (accuracy, model runs per face, and the same at meeting
+    face sizes: ``train/robustness.py``), for a candidate and for the shipped model in one run.
 
     The candidate is exported to a scratch folder exactly as ``export`` would ship it (int8,
     second look), so the choice to ship rests on what users would get. PrivateTest is never
     read: it is reported once, for the model chosen.
     """
+    from train.robustness import measure, real_sides
+    real = real_sides(meetings)
     with tempfile.TemporaryDirectory() as scratch:
         export(model_path, Path(scratch), temperature=temperature)
-        candidate = _public_runtime(Path(scratch), data_path)
-    return {"candidate": candidate, "shipped": _public_runtime(shipped_dir, data_path)}
+        candidate = {**_public_runtime(Path(scratch), data_path),
+                     "robustness": measure(Path(scratch) / CLASSIFIER_DYNAMIC, data_path, real, console)}
+    shipped = {**_public_runtime(shipped_dir, data_path),
+               "robustness": measure(shipped_dir / CLASSIFIER_DYNAMIC, data_path, real, console)}
+    return {"candidate": candidate, "shipped": shipped}
 
 
 def _public_runtime(folder: Path, data_path: str) -> dict:
@@ -148,12 +154,11 @@ def _public_runtime(folder: Path, data_path: str) -> dict:
     return {**scores, "runs_per_face": round(1 + 3 * float(np.mean(top < SECOND_LOOK_BELOW)), 3)}
 
 
-def update_metrics(out_dir: Path, runtime: dict, scores: dict | None = None) -> None:
+def update_metrics(out_dir: Path, parts: dict) -> None:
+    """Replace these top-level entries of ``metrics.json``, keeping the others."""
     path = out_dir / "metrics.json"
     metrics = json.loads(path.read_text()) if path.exists() else {}
-    metrics["runtime"] = runtime
-    metrics.update(scores or {})
-    path.write_text(json.dumps(metrics, indent=2) + "\n")
+    path.write_text(json.dumps({**metrics, **parts}, indent=2) + "\n")
 
 
 def write_runtime_report(out_dir: Path, private: dict) -> None:
@@ -193,6 +198,23 @@ def _worst_confusions(matrix: list[list[int]], count: int = 5) -> str:
                      for share, truth, guess, n in sorted(cells, reverse=True)[:count])
 
 
+def _size_text(robustness: dict | None) -> str:
+    """The card's paragraph on face size (``train/robustness.py``), or nothing before it was measured."""
+    if not robustness:
+        return ""
+    lossless = dict(zip(robustness["sides"], robustness["accuracy"][0]))
+    jpeg = {q: dict(zip(robustness["sides"], row)) for q, row in zip(robustness["jpeg_qualities"], robustness["accuracy"])}
+    text = (f"\nFace size (`python -m train robustness`, {robustness['split']}, `robustness.png`): FER2013's faces are "
+            f"48 px across; shrunk on screen to 16, 24 and 32 px and enlarged back as the runtime does, they score "
+            f"{lossless[16]:.1%}, {lossless[24]:.1%} and {lossless[32]:.1%} (48 px: {lossless[48]:.1%}"
+            + (f"; JPEG quality 50 at 48 px: {jpeg[50][48]:.1%}" if 50 in jpeg else "") + ").")
+    real = robustness.get("meetings")
+    if real:
+        text += (f" With each face at the size of one of the {real['faces']} faces found on the nine real captures "
+                 f"(median {real['median_side']:g} px, {real['share_under_32']:.0%} under 32 px): {real['accuracy']:.1%}.")
+    return text + "\n"
+
+
 def write_card(out_dir: Path) -> None:
     """``models/README.md``: what the model is, how it was measured, what it cannot do."""
     m = json.loads((out_dir / "metrics.json").read_text())
@@ -224,7 +246,7 @@ def write_card(out_dir: Path) -> None:
 Files: `emotion_cnn_dynamic.tflite` (runtime default: the LiteRT export with its weights in int8,
 dynamic range), `emotion_cnn.tflite` (the float LiteRT export), `emotion_cnn.keras` (reference and
 fallback), `emotion_cnn.config.json` (every training setting), `metrics.json` (all figures
-below), `confusion_matrix.png`, `learning_curves.png`, `classification_report.txt`.
+below), `confusion_matrix.png`, `learning_curves.png`, `classification_report.txt`, `robustness.png`.
 `face_detection_yunet_2023mar.onnx` is OpenCV Zoo's YuNet face detector (license in `LICENSE.yunet`).
 
 ## Model
@@ -256,7 +278,7 @@ Speed, 25 faces in one batch on the 2-core CPU: LiteRT {speed.get('tflite', 0):.
 ({speed.get('tflite_flip', 0):.1f} ms with flip, i.e. {speed.get('tflite_flip', 0) / 25:.2f} ms per face),
 Keras `model(x)` in a `tf.function` {speed.get('keras', 0):.1f} ms. LiteRT and Keras outputs differ by at most
 {runtime.get('keras_vs_tflite_max_abs_diff', 0):.1e}.
-
+{_size_text(m.get("robustness"))}
 {_kept_sections(out_dir / "README.md")}## Limits
 {failures}- FER2013 is mostly posed or strongly expressed faces scraped from web image search; webcam faces in
   a lecture are spontaneous and subtle, and most of the time "neutral". Expect lower accuracy there.
