@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def summary(robustness: dict) -> str:
     """One line: accuracy with faces 24 and 32 px across, and at the real captures' sizes."""
-    lossless = dict(zip(robustness["sides"], robustness["accuracy"][0]))
+    from train.robustness import by_side
+    lossless = by_side(robustness)
     line = f"faces 24 px {lossless[24]:.4f}, 32 px {lossless[32]:.4f}"
     if "meetings" in robustness:
         line += f", the {robustness['meetings']['faces']} real faces' sizes {robustness['meetings']['accuracy']:.4f}"

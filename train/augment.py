@@ -57,7 +57,7 @@ def augment_batch(images: tf.Tensor, seed: tf.Tensor, config: TrainConfig) -> tf
 
 LOWRES_SIZES = (12, 16, 20, 24, 28, 32, 40)
 """Side in pixels a face is shrunk to by ``_lowres``. On the nine real meeting captures the face
-crops YuNet's eyes give span 13-185 px (median 44; 38% under 32), and FER2013's faces are all 48."""
+crops YuNet's eyes give span 13-250 px (median 44; 38% under 32), and FER2013's faces are all 48."""
 
 
 def _lowres(images: tf.Tensor, seed: tf.Tensor, prob: float) -> tf.Tensor:

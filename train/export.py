@@ -202,12 +202,13 @@ def _size_text(robustness: dict | None) -> str:
     """The card's paragraph on face size (``train/robustness.py``), or nothing before it was measured."""
     if not robustness:
         return ""
-    lossless = dict(zip(robustness["sides"], robustness["accuracy"][0]))
-    jpeg = {q: dict(zip(robustness["sides"], row)) for q, row in zip(robustness["jpeg_qualities"], robustness["accuracy"])}
+    from train.robustness import by_side
+    lossless = by_side(robustness)
     text = (f"\nFace size (`python -m train robustness`, {robustness['split']}, `robustness.png`): FER2013's faces are "
             f"48 px across; shrunk on screen to 16, 24 and 32 px and enlarged back as the runtime does, they score "
             f"{lossless[16]:.1%}, {lossless[24]:.1%} and {lossless[32]:.1%} (48 px: {lossless[48]:.1%}"
-            + (f"; JPEG quality 50 at 48 px: {jpeg[50][48]:.1%}" if 50 in jpeg else "") + ").")
+            + (f"; JPEG quality 50 at 48 px: {by_side(robustness, 50)[48]:.1%}"
+               if 50 in robustness["jpeg_qualities"] else "") + ").")
     real = robustness.get("meetings")
     if real:
         text += (f" With each face at the size of one of the {real['faces']} faces found on the nine real captures "

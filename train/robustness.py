@@ -85,7 +85,12 @@ def measure(model: Path, data_path: str, real: np.ndarray | None, console=None) 
     return result
 
 
-def plot(result: dict, path: Path, title: str = "runtime model") -> None:
+def by_side(result: dict, quality: int | None = None) -> dict[int, float]:
+    """``measure``'s accuracy at each face side, for one JPEG quality (None: lossless)."""
+    return dict(zip(result["sides"], result["accuracy"][result["jpeg_qualities"].index(quality)]))
+
+
+def plot(result: dict, path: Path) -> None:
     """Accuracy against face size, one line per JPEG quality, over the real faces' sizes."""
     import matplotlib
     matplotlib.use("Agg")
@@ -109,7 +114,7 @@ def plot(result: dict, path: Path, title: str = "runtime model") -> None:
     axes.minorticks_off()
     axes.set_xlabel("face crop side on screen, px (FER2013: 48)")
     axes.set_ylabel(f"{result['split']} accuracy, %")
-    axes.set_title(f"{title}: accuracy by face size")
+    axes.set_title("runtime model: accuracy by face size")
     axes.grid(alpha=0.3)
     axes.legend(loc="lower right")
     figure.tight_layout()
