@@ -5,7 +5,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from train.augment import augment_batch, mixup  # noqa: E402
+from train.augment import LOWRES_SIZES, area_matrix, augment_batch, bilinear_matrix, mixup  # noqa: E402
 from train.config import TrainConfig  # noqa: E402
 
 SEED = tf.constant([1337, 42], tf.int64)
@@ -54,3 +54,17 @@ def test_mixup_blends_faces_and_their_targets_alike():
     assert (targets.max(axis=1) < 0.999).sum() >= 3   # most faces really are mixtures
     again = mixup(images, labels, SEED, 0.4)[1].numpy()
     assert np.array_equal(targets, again)   # seeded: a resumed run mixes the same pairs
+
+
+@pytest.mark.parametrize("small", LOWRES_SIZES)
+def test_lowres_resampling_matrices_are_tensorflows_area_and_bilinear_resize(small, public_faces):
+    """``_lowres`` resamples by matrices so that JAX (whose resize has no "area") runs it too; on real
+    faces they must give what ``tf.image.resize`` gives, to float rounding."""
+    from fer_overlay.preprocess import to_model_input
+    images = tf.constant(to_model_input(public_faces[0][:16]))
+    shrunk = tf.image.resize(images, (small, small), method="area").numpy()
+    mine = np.einsum("ij,bjkc,lk->bilc", area_matrix(48, small), images.numpy(), area_matrix(48, small))
+    np.testing.assert_allclose(mine, shrunk, atol=2e-3)
+    grown = tf.image.resize(shrunk, (48, 48), method="bilinear").numpy()
+    mine = np.einsum("ij,bjkc,lk->bilc", bilinear_matrix(small, 48), shrunk, bilinear_matrix(small, 48))
+    np.testing.assert_allclose(mine, grown, atol=2e-3)

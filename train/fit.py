@@ -9,6 +9,11 @@ schedule is a function of the optimizer's step counter and the augmentation is s
 ``(seed, epoch, batch)`` and dropout by ``(seed, epoch)``, so stopping and resuming gives the
 same run as not stopping.
 
+The same code trains on Keras' JAX backend (``KERAS_BACKEND=jax``), as on a GPU machine that has
+JAX but no TensorFlow: there each epoch's batches come from one compiled augmentation function
+instead of ``tf.data``, and the checkpoints are the same ``.keras`` files, which load under
+TensorFlow for evaluation and export.
+
 Every file is replaced atomically, in the order history, ``last.keras``, ``best.keras``,
 state. ``last.keras`` is the commit point: its optimizer step counter says how many epochs
 it holds, so a run killed between any two writes resumes after exactly those epochs, with
@@ -17,6 +22,7 @@ one history line each (a line past the checkpoint is dropped and its epoch train
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -26,7 +32,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -93,9 +98,13 @@ def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int)
                   metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
 
 
-def epoch_dataset(pixels: tf.Tensor, y: tf.Tensor, config: TrainConfig, epoch: int) -> tf.data.Dataset:
-    """The shuffled, augmented batches of one epoch, identical for the same (seed, epoch)."""
+def epoch_dataset(pixels, y, config: TrainConfig, epoch: int):
+    """The shuffled, augmented batches of one epoch, identical for the same (seed, epoch): a
+    ``tf.data.Dataset`` under TensorFlow, a generator of on-device batches under JAX."""
     order = np.random.default_rng([config.seed, epoch]).permutation(int(pixels.shape[0]))
+    if keras.backend.backend() == "jax":
+        return _jax_batches(pixels, y, config, epoch, order)
+    import tensorflow as tf
     seed = tf.constant(config.seed, tf.int64)
 
     def load_batch(index: tf.Tensor, rows: tf.Tensor):
@@ -111,6 +120,29 @@ def epoch_dataset(pixels: tf.Tensor, y: tf.Tensor, config: TrainConfig, epoch: i
             .enumerate()
             .map(load_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .prefetch(2))
+
+
+@functools.lru_cache(maxsize=4)
+def _jax_batch_maker(config: TrainConfig):
+    """One compiled function from (pixels, targets, rows, key) to an augmented batch: on a GPU the
+    augmentation then costs next to nothing beside the training step."""
+    import jax
+
+    def make(pixels, y, rows, key):
+        images, labels = augment_batch(pixels[rows], key, config), y[rows]
+        if config.mixup > 0:
+            images, labels = mixup(images, labels, jax.random.fold_in(key, 2), config.mixup)
+        return images, labels
+
+    return jax.jit(make)
+
+
+def _jax_batches(pixels, y, config: TrainConfig, epoch: int, order: np.ndarray):
+    import jax
+    make, key = _jax_batch_maker(config), jax.random.key(config.seed)
+    for index in range(len(order) // config.batch_size):
+        rows = order[index * config.batch_size:(index + 1) * config.batch_size]
+        yield make(pixels, y, rows, jax.random.fold_in(key, epoch * 1_000_000 + index))
 
 
 class _RichBatches(keras.callbacks.Callback):
@@ -245,16 +277,20 @@ def fit(config: TrainConfig, run_dir: Path, resume: bool = False,
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console) as progress:
         teacher = _teacher(config, x, run_dir / "teacher.npy", progress) if config.teacher else None
-        pixels, y = tf.constant(x), tf.constant(targets(train, config, teacher))
+        pixels, y = keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(targets(train, config, teacher))
+        per_batch = keras.backend.backend() != "jax"
         epochs_task = progress.add_task("epochs", total=config.epochs, completed=state["epoch"], info="")
         for epoch in range(state["epoch"], config.epochs):
-            batches = progress.add_task(f"epoch {epoch + 1}", total=steps, info="")
+            # Per-batch logs would make a GPU wait for every step; there the epoch bar must do.
+            batches = progress.add_task(f"epoch {epoch + 1}", total=steps, info="") if per_batch else None
             started = time.time()
             _seed_dropout(model, config, epoch)
-            logs = model.fit(epoch_dataset(pixels, y, config, epoch), epochs=1, verbose=0, shuffle=False,   # shuffled by seed
-                             callbacks=[_RichBatches(progress, batches)]).history
+            logs = model.fit(epoch_dataset(pixels, y, config, epoch), epochs=1, steps_per_epoch=steps, verbose=0,
+                             shuffle=False,   # shuffled by seed
+                             callbacks=[_RichBatches(progress, batches)] if per_batch else []).history
             val_loss, val_acc = model.evaluate(val_x, val_y, batch_size=256, verbose=0)
-            progress.remove_task(batches)
+            if per_batch:
+                progress.remove_task(batches)
             seconds = time.time() - started
             record = {"epoch": epoch + 1, "loss": logs["loss"][0], "accuracy": logs["accuracy"][0],
                       "val_loss": val_loss, "val_accuracy": val_acc,
