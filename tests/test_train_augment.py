@@ -5,7 +5,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from train.augment import LOWRES_SIZES, area_matrix, augment_batch, bilinear_matrix, mixup  # noqa: E402
+from train.augment import LOWRES_SIZES, area_matrix, augment_batch, bilinear_matrix, jpeg, mixup  # noqa: E402
 from train.config import TrainConfig  # noqa: E402
 
 SEED = tf.constant([1337, 42], tf.int64)
@@ -40,6 +40,45 @@ def test_meeting_looks_soften_some_faces_and_leave_the_others_and_other_runs_alo
     usual = TrainConfig()
     assert np.array_equal(augment_batch(faces(), SEED, usual).numpy(),
                           augment_batch(faces(), SEED, usual.replace(**{setting: 0.0})).numpy())
+
+
+def test_jpeg_compresses_about_half_the_faces_and_leaves_other_runs_alone():
+    """``--jpeg``: a codec's blocks and ringing on about half the faces (ringing sharpens the
+    checkerboard's edges rather than softening them), and no change to a run without it."""
+    plain = TrainConfig(flip=False, rotate_deg=0, scale=0, shift=0, erase_prob=0, brightness=0)
+    base = augment_batch(faces(), SEED, plain).numpy()
+    looked = augment_batch(faces(), SEED, plain.replace(jpeg=0.5)).numpy()
+    assert np.array_equal(looked, augment_batch(faces(), SEED, plain.replace(jpeg=0.5)).numpy())   # seeded
+    change = np.abs(looked - base).mean(axis=(1, 2, 3))
+    assert 6 <= (change > 0).sum() <= 26                                   # about half of 32
+    assert ((change[change > 0] > 1) & (change[change > 0] < 25)).all()    # lossy, yet the same face
+    assert looked.min() >= 0 and looked.max() <= 255
+    usual = TrainConfig()
+    assert np.array_equal(augment_batch(faces(), SEED, usual).numpy(),
+                          augment_batch(faces(), SEED, usual.replace(jpeg=0.0)).numpy())
+
+
+@pytest.mark.parametrize("quality", [25, 50, 85])
+@pytest.mark.parametrize("offset", [0, 5])
+def test_jpeg_is_opencvs_jpeg_on_real_faces(quality, offset, public_faces):
+    """``jpeg`` is JPEG written as matrices (both Keras backends run it). On real faces it must
+    give what libjpeg through ``cv2.imencode`` gives for the face mirrored out to whole blocks at
+    that grid offset, up to the float DCT's rounding (libjpeg's is integer): far below what the
+    compression itself changes."""
+    import cv2
+    pixels = public_faces[0][:32]
+    count, pad = len(pixels), (offset, 8 - offset)
+    mine = jpeg(tf.constant(pixels[..., None], tf.float32), tf.fill([count], float(quality)),
+                tf.fill([count], offset), tf.fill([count], offset)).numpy()[..., 0]
+    theirs = []
+    for face in pixels:
+        tiled = np.pad(face, (pad, pad), mode="reflect")
+        encoded = cv2.imencode(".jpg", tiled, [cv2.IMWRITE_JPEG_QUALITY, quality])[1]
+        theirs.append(cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE)[offset:offset + 48, offset:offset + 48])
+    theirs = np.array(theirs, np.float32)
+    lost = np.abs(theirs - pixels).mean()
+    assert lost > 2.5                                                       # the compression is real
+    assert np.abs(mine - theirs).mean() < min(0.35, lost / 10)
 
 
 def test_mixup_blends_faces_and_their_targets_alike():

@@ -220,6 +220,8 @@ def test_compare_scores_a_candidate_as_the_runtime_runs_it_and_never_reads_priva
     assert out.count(f"{1 + 3 * unsure:.2f} model runs a face") == 2
     small = np.mean(EmotionClassifier.load(model).predict(degrade(public.pixels, 24)).argmax(axis=1) == public.labels)
     assert out.count(f"faces 24 px {small:.4f}") == 2 and out.count("real faces' sizes") == 2
+    blocky = np.mean(EmotionClassifier.load(model).predict(degrade(public.pixels, 48, 50)).argmax(axis=1) == public.labels)
+    assert out.count(f"JPEG quality 50 at 48 px {blocky:.4f}") == 2
     assert set(read) == {"PublicTest"}
     assert main(["compare", "--run", str(run), "--data", str(tiny_npz), "--temperature", "0"]) == 2
     assert "--temperature must be above 0" in capsys.readouterr().out

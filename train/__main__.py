@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     fit_p.add_argument("--seed", type=int, help="seeds weights, order, augmentation and dropout")
     fit_p.add_argument("--limit", type=int, help="use only the first N training rows")
     fit_p.add_argument("--webcam", type=float, help="share of faces given a webcam's blur, exposure and noise")
+    fit_p.add_argument("--jpeg", type=float, help="share of faces JPEG-compressed at quality 25-85, "
+                       "on a block grid at a random offset (a video codec's blocks)")
     fit_p.add_argument("--lowres", type=float, help="share of faces shrunk to 12-40 px and enlarged back, "
                        "as a small face in a big gallery reaches the network")
     fit_p.add_argument("--mixup", type=float, help="mixup's Beta(a, a) parameter, e.g. 0.2 (0: off)")
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fit":
             from train.fit import fit
             config = TrainConfig.load(args.config) if args.config else TrainConfig()
-            changes = {k: getattr(args, k) for k in ("data", "epochs", "labels", "seed", "limit", "webcam", "lowres", "mixup", "init",
+            changes = {k: getattr(args, k) for k in ("data", "epochs", "labels", "seed", "limit", "webcam", "jpeg", "lowres", "mixup", "init",
                                                   "learning_rate", "warmup_epochs", "teacher_weight")
                        if getattr(args, k) is not None}
             if args.teacher:
@@ -148,10 +150,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def summary(robustness: dict) -> str:
-    """One line: accuracy with faces 24 and 32 px across, and at the real captures' sizes."""
+    """One line: accuracy with faces 24 and 32 px across, JPEG-compressed at quality 50 (a video
+    codec's blocks), and at the real captures' sizes."""
     from train.robustness import by_side
-    lossless = by_side(robustness)
-    line = f"faces 24 px {lossless[24]:.4f}, 32 px {lossless[32]:.4f}"
+    lossless, jpeg50 = by_side(robustness), by_side(robustness, 50)
+    line = (f"faces 24 px {lossless[24]:.4f}, 32 px {lossless[32]:.4f}, "
+            f"JPEG quality 50 at 48 px {jpeg50[48]:.4f} and 32 px {jpeg50[32]:.4f}")
     if "meetings" in robustness:
         line += f", the {robustness['meetings']['faces']} real faces' sizes {robustness['meetings']['accuracy']:.4f}"
     return line

@@ -109,6 +109,9 @@ def augment_batch(images, seed, config: TrainConfig):
     if config.webcam > 0:
         # Seeded apart from the draws above, so runs without it keep their exact augmentations.
         images = _webcam(images, rng.fold_in(1), config.webcam)
+    if config.jpeg > 0:
+        # Before _lowres: the codec acts on the video stream, the meeting app then scales it into a tile.
+        images = _jpeg(images, rng.fold_in(3), config.jpeg)
     if config.lowres > 0:
         images = _lowres(images, rng.fold_in(2), config.lowres)
     return images
@@ -157,6 +160,78 @@ def _lowres(images, rng, prob: float):
     small = ops.einsum("bij,bjkc,blk->bilc", per_face, images, per_face)
     on = seeds[1].uniform([batch], 0.0, 1.0) < prob
     return ops.where(on[:, None, None, None], small, images)
+
+
+JPEG_QUALITIES = (25, 85)
+"""Range of the quality ``_jpeg`` draws from, uniformly: what a meeting's video codec leaves of a
+face spans from blocky (a crowded call's low bitrate) to nearly clean."""
+
+# JPEG's luminance quantisation table (ITU-T T.81, Annex K.1), at quality 50.
+_LUMA_TABLE = np.array([
+    [16, 11, 10, 16, 24, 40, 51, 61], [12, 12, 14, 19, 26, 58, 60, 55],
+    [14, 13, 16, 24, 40, 57, 69, 56], [14, 17, 22, 29, 51, 87, 80, 62],
+    [18, 22, 37, 56, 68, 109, 103, 77], [24, 35, 55, 64, 81, 104, 113, 92],
+    [49, 64, 78, 87, 103, 121, 120, 101], [72, 92, 95, 98, 112, 100, 103, 99]], np.float32)
+
+
+def dct_matrix(size: int = 8) -> np.ndarray:
+    """Orthonormal DCT-II: ``D @ block @ D.T`` gives the coefficients JPEG's forward DCT defines."""
+    k, n = np.mgrid[:size, :size]
+    matrix = np.sqrt(2 / size) * np.cos((2 * n + 1) * k * np.pi / (2 * size))
+    matrix[0] /= np.sqrt(2)
+    return matrix.astype(np.float32)
+
+
+def quantisation_table(quality):
+    """libjpeg's luminance table scaled to ``quality`` (1-100), as ``cv2.imencode`` writes it."""
+    scale = ops.where(quality < 50, ops.floor(5000.0 / quality), 200.0 - 2.0 * quality)
+    table = ops.floor((_LUMA_TABLE * scale[..., None, None] + 50.0) / 100.0)
+    return ops.clip(table, 1.0, 255.0)
+
+
+def _grid_matrices(side: int, padded: int) -> tuple[np.ndarray, np.ndarray]:
+    """(8, padded, side) each: ``place[o]`` puts a face at offset ``o`` of JPEG's 8-px block grid,
+    mirrored at the edges to fill whole blocks (a camera frame's blocks do not line up with the
+    face); ``crop[o]`` takes it back out."""
+    offsets = np.arange(8)[:, None]
+    rows = np.abs(np.arange(padded)[None, :] - offsets)
+    rows = np.where(rows > side - 1, 2 * (side - 1) - rows, rows)
+    place = np.eye(side, dtype=np.float32)[rows]
+    crop = np.stack([np.eye(padded, side, -o, dtype=np.float32) for o in range(8)])
+    return place, crop
+
+
+def jpeg(images, quality, row_offset, column_offset):
+    """Greyscale baseline JPEG (8x8 DCT, the standard table scaled to ``quality``) of float (B, side,
+    side, 1) faces, on a block grid where each face starts ``row_offset``/``column_offset`` (int (B,),
+    0-7) pixels in. Written as matrices, so it runs alike on either backend; ``cv2.imencode`` is the
+    reference the tests hold it to."""
+    batch, side = images.shape[0], images.shape[1]
+    blocks = side // 8 + 1
+    padded = blocks * 8
+    place, crop = (ops.convert_to_tensor(m) for m in _grid_matrices(side, padded))
+    down, across = ops.take(place, row_offset, axis=0), ops.take(place, column_offset, axis=0)
+    tiled = ops.einsum("bij,bjkc,blk->bil", down, images, across) - 128.0          # (B, padded, padded)
+    tiled = ops.reshape(tiled, (batch, blocks, 8, blocks, 8))
+    dct = ops.convert_to_tensor(dct_matrix())
+    coefficients = ops.einsum("ui,bxiyj,vj->bxuyv", dct, tiled, dct)
+    table = quantisation_table(quality)[:, None, :, None, :]                        # (B, 1, 8, 1, 8)
+    coefficients = ops.round(coefficients / table) * table
+    decoded = ops.einsum("ui,bxuyv,vj->bxiyj", dct, coefficients, dct)
+    decoded = ops.clip(ops.round(ops.reshape(decoded, (batch, padded, padded)) + 128.0), 0.0, 255.0)
+    up, left = ops.take(crop, row_offset, axis=0), ops.take(crop, column_offset, axis=0)
+    return ops.einsum("bij,bik,bkl->bjl", up, decoded, left)[..., None]
+
+
+def _jpeg(images, rng, prob: float):
+    """A video codec's blocks on a share ``prob`` of the batch: each face JPEG-compressed at a
+    quality drawn from ``JPEG_QUALITIES``, on a block grid at a random offset."""
+    batch = images.shape[0]
+    seeds = rng.split(4)
+    quality = ops.floor(seeds[0].uniform([batch], float(JPEG_QUALITIES[0]), JPEG_QUALITIES[1] + 1.0))
+    offsets = [seeds[i].uniform([batch], 0, 8, dtype="int32") for i in (1, 2)]
+    on = seeds[3].uniform([batch], 0.0, 1.0) < prob
+    return ops.where(on[:, None, None, None], jpeg(images, quality, *offsets), images)
 
 
 def _webcam(images, rng, prob: float):

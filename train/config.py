@@ -34,6 +34,7 @@ class TrainConfig:
     erase_prob: float = 0.5          # random erasing (Zhong et al. 2017)
     brightness: float = 0.2          # +-20% contrast and brightness jitter
     webcam: float = 0.0              # share of faces given a webcam's look: blur, gamma, sensor noise
+    jpeg: float = 0.0                # share of faces JPEG-compressed at quality 25-85 (a video codec's blocks)
     lowres: float = 0.0              # share of faces shrunk to 12-40 px and enlarged back (small gallery faces)
     mixup: float = 0.0               # mixup's Beta(a, a) parameter (Zhang et al. 2018); 0 = off
     limit: int = 0                   # use only the first N training rows (tests); 0 = all
