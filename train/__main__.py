@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from train.config import JPEG_QUALITIES, LOWRES_SIZES, TrainConfig
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -26,9 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     fit_p.add_argument("--seed", type=int, help="seeds weights, order, augmentation and dropout")
     fit_p.add_argument("--limit", type=int, help="use only the first N training rows")
     fit_p.add_argument("--webcam", type=float, help="share of faces given a webcam's blur, exposure and noise")
-    fit_p.add_argument("--jpeg", type=float, help="share of faces JPEG-compressed at quality 25-85, "
+    fit_p.add_argument("--jpeg", type=float, help=f"share of faces JPEG-compressed at quality {JPEG_QUALITIES[0]}-{JPEG_QUALITIES[1]}, "
                        "on a block grid at a random offset (a video codec's blocks)")
-    fit_p.add_argument("--lowres", type=float, help="share of faces shrunk to 12-40 px and enlarged back, "
+    fit_p.add_argument("--lowres", type=float, help=f"share of faces shrunk to {LOWRES_SIZES[0]}-{LOWRES_SIZES[-1]} px and enlarged back, "
                        "as a small face in a big gallery reaches the network")
     fit_p.add_argument("--mixup", type=float, help="mixup's Beta(a, a) parameter, e.g. 0.2 (0: off)")
     fit_p.add_argument("--init", help="start from this trained model's weights (a warm restart)")
@@ -76,7 +78,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from rich.console import Console
     console = Console()
-    from train.config import TrainConfig
     from train.data import DataError
 
     try:

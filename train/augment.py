@@ -16,7 +16,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from train.config import TrainConfig
+from train.config import JPEG_QUALITIES, LOWRES_SIZES, TrainConfig
 
 
 class _TfRng:
@@ -117,11 +117,6 @@ def augment_batch(images, seed, config: TrainConfig):
     return images
 
 
-LOWRES_SIZES = (12, 16, 20, 24, 28, 32, 40)
-"""Side in pixels a face is shrunk to by ``_lowres``. On the nine real meeting captures the face
-crops YuNet's eyes give span 13-250 px (median 44; 38% under 32), and FER2013's faces are all 48."""
-
-
 def area_matrix(source: int, target: int) -> np.ndarray:
     """(target, source) weights of area-averaging resampling to fewer pixels: each output pixel is
     the mean of the input pixels it covers, fractions counted (``tf.image.resize``'s "area")."""
@@ -162,9 +157,6 @@ def _lowres(images, rng, prob: float):
     return ops.where(on[:, None, None, None], small, images)
 
 
-JPEG_QUALITIES = (25, 85)
-"""Range of the quality ``_jpeg`` draws from, uniformly: what a meeting's video codec leaves of a
-face spans from blocky (a crowded call's low bitrate) to nearly clean."""
 
 # JPEG's luminance quantisation table (ITU-T T.81, Annex K.1), at quality 50.
 _LUMA_TABLE = np.array([

@@ -19,6 +19,7 @@ from fer_overlay.assets import CLASSIFIER, CLASSIFIER_KERAS
 from fer_overlay.classify import CLASSIFIER_DYNAMIC
 from fer_overlay.core import EMOTIONS
 from fer_overlay.preprocess import to_model_input
+from train.config import LOWRES_SIZES
 
 TOLERANCE = 1e-4   # max |keras - tflite| probability difference accepted
 
@@ -237,7 +238,7 @@ def write_card(out_dir: Path) -> None:
     averaged = training.get("averaged_epochs")
     chosen = (f"The weights are the mean of epochs {averaged[0]}-{averaged[1]}'s (SWA, `python -m train average`), "
               "chosen on PublicTest" if averaged else f"Best epoch chosen on PublicTest ({training.get('best_epoch', '?')})")
-    lowres = (f"; {config['lowres']:.0%} of the faces shrunk to 12-40 px and enlarged back, as a big gallery shows "
+    lowres = (f"; {config['lowres']:.0%} of the faces shrunk to {LOWRES_SIZES[0]}-{LOWRES_SIZES[-1]} px and enlarged back, as a big gallery shows "
               "them (`--lowres`)" if config.get("lowres") else "")
     t = runtime.get("temperature", 1.0)
     calibrated = (f" Its confidence is calibrated on PublicTest: the last layer's output divided by a temperature of "
