@@ -35,8 +35,8 @@ def _litert_interpreter(path: Path, threads: int):
 CLASSIFIER_DYNAMIC = "emotion_cnn_dynamic.tflite"
 """The runtime's default model: the float LiteRT export with its weights in int8 (dynamic range).
 
-Measured on FER2013 PrivateTest with ``EmotionClassifier.load(path).predict``: 71.38% (float
-file: 71.38%) with the second look for unsure faces, 70.35% plain (70.44%); 0.69 ms of CPU per
+Measured on FER2013 PrivateTest with ``EmotionClassifier.load(path).predict``: 71.69% (float
+file: 71.66%) with the second look for unsure faces, 70.38% plain (70.49%); 0.69 ms of CPU per
 face and model run against 2.54 ms on this project's 2-core machine; 1.79 MB against 7.1 MB.
 """
 

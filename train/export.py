@@ -19,7 +19,7 @@ from fer_overlay.assets import CLASSIFIER, CLASSIFIER_KERAS
 from fer_overlay.classify import CLASSIFIER_DYNAMIC
 from fer_overlay.core import EMOTIONS
 from fer_overlay.preprocess import to_model_input
-from train.config import LOWRES_SIZES
+from train.config import JPEG_QUALITIES, LOWRES_SIZES
 
 TOLERANCE = 1e-4   # max |keras - tflite| probability difference accepted
 
@@ -240,6 +240,8 @@ def write_card(out_dir: Path) -> None:
               "chosen on PublicTest" if averaged else f"Best epoch chosen on PublicTest ({training.get('best_epoch', '?')})")
     lowres = (f"; {config['lowres']:.0%} of the faces shrunk to {LOWRES_SIZES[0]}-{LOWRES_SIZES[-1]} px and enlarged back, as a big gallery shows "
               "them (`--lowres`)" if config.get("lowres") else "")
+    lowres += (f"; {config['jpeg']:.0%} JPEG-compressed at quality {JPEG_QUALITIES[0]}-{JPEG_QUALITIES[1]} on a block "
+               "grid at a random offset, as a meeting's video codec leaves them (`--jpeg`)" if config.get("jpeg") else "")
     t = runtime.get("temperature", 1.0)
     calibrated = (f" Its confidence is calibrated on PublicTest: the last layer's output divided by a temperature of "
                   f"{t:.3f}, folded into its weights (the network's answers unchanged, no extra cost)." if t != 1.0 else "")
