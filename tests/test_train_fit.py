@@ -162,6 +162,30 @@ def test_distillation_targets_mix_the_label_with_the_teachers_second_look(whole_
     assert TrainConfig.load(tmp_path / "student" / "config.json") == config   # teachers survive the JSON round trip
 
 
+def test_fit_flags_reach_the_runs_config_and_the_card_names_the_augmentations(tiny_npz, tmp_path):
+    """What a run was trained with is read back from its config.json, and the card says it in words."""
+    from train.__main__ import main
+    from train.export import write_card
+    tiny_config(tiny_npz, 3).save(tmp_path / "tiny.json")
+    run = tmp_path / "run"
+    assert main(["fit", "--run", str(run), "--config", str(tmp_path / "tiny.json"), "--epochs", "1",
+                 "--label-smoothing", "0.2", "--jpeg", "0.4", "--lowres", "0.3"]) == 0
+    saved = TrainConfig.load(run / "config.json")
+    assert (saved.epochs, saved.label_smoothing, saved.jpeg, saved.lowres, saved.widths) == (1, 0.2, 0.4, 0.3, (8, 16, 16, 32))
+
+    metrics = json.loads((REPO / "models" / "metrics.json").read_text())
+    metrics["config"] = {**metrics["config"], "label_smoothing": 0.2, "jpeg": 0.4, "lowres": 0.3}
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    write_card(tmp_path)
+    card = (tmp_path / "README.md").read_text()
+    assert "label smoothing 0.2" in card
+    assert "30% of the faces shrunk to 12-40 px" in card and "40% JPEG-compressed at quality 25-85" in card
+    metrics["config"]["jpeg"] = 0.0
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    write_card(tmp_path)
+    assert "JPEG-compressed" not in (tmp_path / "README.md").read_text().split("## Runtime model")[0]
+
+
 def test_averaged_weights_are_the_mean_and_batch_norm_is_measured_again(whole_run):
     import keras
     import tensorflow as tf

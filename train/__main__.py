@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
                        "on a block grid at a random offset (a video codec's blocks)")
     fit_p.add_argument("--lowres", type=float, help=f"share of faces shrunk to {LOWRES_SIZES[0]}-{LOWRES_SIZES[-1]} px and enlarged back, "
                        "as a small face in a big gallery reaches the network")
+    fit_p.add_argument("--label-smoothing", type=float, help="share of each target spread over all classes (default 0.1)")
     fit_p.add_argument("--mixup", type=float, help="mixup's Beta(a, a) parameter, e.g. 0.2 (0: off)")
     fit_p.add_argument("--init", help="start from this trained model's weights (a warm restart)")
     fit_p.add_argument("--teacher", action="append", help="a trained model whose answers join the targets "
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             from train.fit import fit
             config = TrainConfig.load(args.config) if args.config else TrainConfig()
             changes = {k: getattr(args, k) for k in ("data", "epochs", "labels", "seed", "limit", "webcam", "jpeg", "lowres", "mixup", "init",
-                                                  "learning_rate", "warmup_epochs", "teacher_weight")
+                                                  "learning_rate", "warmup_epochs", "teacher_weight", "label_smoothing")
                        if getattr(args, k) is not None}
             if args.teacher:
                 changes["teacher"] = tuple(args.teacher)
