@@ -157,7 +157,6 @@ def _lowres(images, rng, prob: float):
     return ops.where(on[:, None, None, None], small, images)
 
 
-
 # JPEG's luminance quantisation table (ITU-T T.81, Annex K.1), at quality 50.
 _LUMA_TABLE = np.array([
     [16, 11, 10, 16, 24, 40, 51, 61], [12, 12, 14, 19, 26, 58, 60, 55],

@@ -238,9 +238,9 @@ def write_card(out_dir: Path) -> None:
     averaged = training.get("averaged_epochs")
     chosen = (f"The weights are the mean of epochs {averaged[0]}-{averaged[1]}'s (SWA, `python -m train average`), "
               "chosen on PublicTest" if averaged else f"Best epoch chosen on PublicTest ({training.get('best_epoch', '?')})")
-    lowres = (f"; {config['lowres']:.0%} of the faces shrunk to {LOWRES_SIZES[0]}-{LOWRES_SIZES[-1]} px and enlarged back, as a big gallery shows "
+    meeting_look = (f"; {config['lowres']:.0%} of the faces shrunk to {LOWRES_SIZES[0]}-{LOWRES_SIZES[-1]} px and enlarged back, as a big gallery shows "
               "them (`--lowres`)" if config.get("lowres") else "")
-    lowres += (f"; {config['jpeg']:.0%} JPEG-compressed at quality {JPEG_QUALITIES[0]}-{JPEG_QUALITIES[1]} on a block "
+    meeting_look += (f"; {config['jpeg']:.0%} JPEG-compressed at quality {JPEG_QUALITIES[0]}-{JPEG_QUALITIES[1]} on a block "
                "grid at a random offset, as a meeting's video codec leaves them (`--jpeg`)" if config.get("jpeg") else "")
     t = runtime.get("temperature", 1.0)
     calibrated = (f" Its confidence is calibrated on PublicTest: the last layer's output divided by a temperature of "
@@ -261,7 +261,7 @@ grayscale face aligned on the eyes (`fer_overlay/preprocess.py`), output probabi
 angry, disgust, fear, happy, sad, surprise, neutral. Trained {origin} by `python -m train fit`
 on this project's 2-core CPU: {training.get('epochs', '?')} epochs ({training.get('hours', '?')} h), AdamW with warm-up and
 cosine decay, label smoothing {config.get('label_smoothing')}, flips, rotations, zoom, shifts,
-brightness/contrast jitter and random erasing{lowres}. {chosen}.{calibrated}
+brightness/contrast jitter and random erasing{meeting_look}. {chosen}.{calibrated}
 
 ## Protocol and figures
 FER2013 (Goodfellow et al. 2013): trained on Training ({m['split_sizes']['Training']} faces), selected on
