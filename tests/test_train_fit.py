@@ -145,6 +145,55 @@ def test_a_warm_restart_starts_from_the_given_weights(whole_run, tiny_npz, tmp_p
     assert sorted(p.name for p in (tmp_path / "warm" / "epochs").iterdir()) == ["001.weights.h5"]
 
 
+def test_a_widened_network_answers_as_the_narrow_one_did(whole_run, public_faces):
+    """Net2WiderNet: new channels copy old ones and their readers split the weight, so the wide
+    network's answers on real faces are the narrow one's; the noise that lets copies drift apart
+    moves them only a little, and nothing is narrowed or re-layered silently."""
+    import keras
+    from fer_overlay.preprocess import to_model_input
+    from train.model import build_model
+    from train.widen import widen
+    run, _ = whole_run
+    narrow = keras.models.load_model(run / "last.keras", compile=False)
+    faces = to_model_input(public_faces[0][:500])
+    expected = narrow.predict(faces, verbose=0)
+    wide = build_model(TrainConfig(widths=(12, 24, 24, 48), dense=48))
+    widen(narrow, wide, noise=0.0)
+    np.testing.assert_allclose(wide.predict(faces, verbose=0), expected, atol=1e-5)
+
+    widen(narrow, wide, noise=0.05)
+    kernel = wide.get_layer("conv2_1").kernel.numpy()
+    copies = kernel[..., 16:]
+    assert not any(np.allclose(copies[..., [j]], kernel[..., :16], atol=1e-6) for j in range(8))
+    moved = np.abs(wide.predict(faces, verbose=0) - expected).max()
+    assert 0 < moved < 0.05
+    with pytest.raises(ValueError, match="narrow"):
+        widen(wide, narrow)
+    with pytest.raises(ValueError, match="depth"):
+        widen(narrow, build_model(TrainConfig(widths=(12, 24, 48), dense=48)))
+
+
+def test_fit_widens_the_init_model_when_asked_for_more_channels(whole_run, tmp_path, capsys):
+    """``fit --init M --widths ... --dense ...``: the run starts from M's channels copied into the
+    wider network; a malformed ``--widths`` is one line naming the fix."""
+    import keras
+    from train.__main__ import main
+    run, _ = whole_run
+    TrainConfig.load(run / "config.json").replace(epochs=1).save(tmp_path / "tiny.json")
+    wide_run = tmp_path / "wide"
+    assert main(["fit", "--run", str(wide_run), "--config", str(tmp_path / "tiny.json"), "--init", str(run / "last.keras"),
+                 "--widths", "12,24,24,48", "--dense", "48", "--lr", "1e-12"]) == 0
+    assert TrainConfig.load(wide_run / "config.json").widths == (12, 24, 24, 48)
+    before = keras.models.load_model(run / "last.keras", compile=False).get_layer("conv0_0").kernel.numpy()
+    after = keras.models.load_model(wide_run / "last.keras", compile=False).get_layer("conv0_0").kernel.numpy()
+    assert after.shape == (3, 3, 1, 12)
+    np.testing.assert_allclose(after[..., :8], before, atol=1e-6)
+
+    with pytest.raises(SystemExit):
+        main(["fit", "--run", str(tmp_path / "bad"), "--widths", "32,64"])
+    assert "give four positive channel counts, e.g. 32,64,192,384" in capsys.readouterr().err
+
+
 def test_distillation_targets_mix_the_label_with_the_teachers_second_look(whole_run, tiny_npz, tmp_path):
     """``--teacher``: each target is part label, part what the runtime's second look (all four views)
     answers with the teacher model; the answers are computed once and kept with the run."""

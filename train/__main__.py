@@ -34,7 +34,10 @@ def main(argv: list[str] | None = None) -> int:
                        "as a small face in a big gallery reaches the network")
     fit_p.add_argument("--label-smoothing", type=float, help="share of each target spread over all classes (default 0.1)")
     fit_p.add_argument("--mixup", type=float, help="mixup's Beta(a, a) parameter, e.g. 0.2 (0: off)")
-    fit_p.add_argument("--init", help="start from this trained model's weights (a warm restart)")
+    fit_p.add_argument("--init", help="start from this trained model's weights (a warm restart); "
+                       "with wider --widths/--dense, its channels are copied into the wider network")
+    fit_p.add_argument("--widths", type=_widths, help="channels of the four conv blocks, e.g. 32,64,192,384")
+    fit_p.add_argument("--dense", type=int, help="units of the dense layer before the output")
     fit_p.add_argument("--teacher", action="append", help="a trained model whose answers join the targets "
                        "(distillation); repeat for several")
     fit_p.add_argument("--teacher-weight", type=float, help="the teachers' share of each target (default 0.5)")
@@ -86,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             from train.fit import fit
             config = TrainConfig.load(args.config) if args.config else TrainConfig()
             changes = {k: getattr(args, k) for k in ("data", "epochs", "labels", "seed", "limit", "webcam", "jpeg", "lowres", "mixup", "init",
-                                                  "learning_rate", "warmup_epochs", "teacher_weight", "label_smoothing")
+                                                  "learning_rate", "warmup_epochs", "teacher_weight", "label_smoothing",
+                                                  "widths", "dense")
                        if getattr(args, k) is not None}
             if args.teacher:
                 changes["teacher"] = tuple(args.teacher)
@@ -149,6 +153,17 @@ def main(argv: list[str] | None = None) -> int:
         console.print("interrupted; the last finished epoch is saved — continue with --resume")
         return 130
     return 0
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    """``--widths 32,64,192,384`` as a tuple of positive ints."""
+    try:
+        widths = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        widths = ()
+    if len(widths) != 4 or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give four positive channel counts, e.g. 32,64,192,384")
+    return widths
 
 
 def summary(robustness: dict) -> str:

@@ -42,6 +42,7 @@ from train.augment import augment_batch, mixup
 from train.config import TrainConfig
 from train.data import FerData, load
 from train.model import build_model
+from train.widen import widen
 
 
 def targets(data: FerData, config: TrainConfig, teacher: np.ndarray | None = None) -> np.ndarray:
@@ -267,8 +268,8 @@ def fit(config: TrainConfig, run_dir: Path, resume: bool = False,
     else:
         history, state = [], {**state, "epoch": 0}
         model = build_model(config)
-        if config.init:   # a warm restart: a new schedule from a finished run's weights
-            model.set_weights(keras.models.load_model(config.init, compile=False).get_weights())
+        if config.init:   # a warm restart: a new schedule from a finished run's weights, widened if asked
+            widen(keras.models.load_model(config.init, compile=False), model, seed=config.seed)
         compile_model(model, config, steps)
     _write_history(history_path, history)
     _atomic_write(state_path, json.dumps(state, indent=2) + "\n")
