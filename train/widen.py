@@ -46,10 +46,10 @@ def widen(narrow: keras.Model, wide: keras.Model, *, noise: float = 0.05, seed: 
         kernel = weights[0]
         if source is not None:
             if spatial and kernel.ndim == 2:   # the first Dense reads the flattened map
-                source, spatial = _flattened(source, kernel.shape[0] // int(source.max() + 1)), False
+                source, spatial = _flattened(source, kernel.shape[0]), False
             share = np.bincount(source, minlength=kernel.shape[-2])[source]
             kernel = np.take(kernel, source, axis=-2) / share.reshape((-1, 1))
-        target = _spread(kernel.shape[-1], new.get_weights()[0].shape[-1], rng)
+        target = _spread(kernel.shape[-1], new.weights[0].shape[-1], rng)
         widened = np.take(kernel, target, axis=-1)
         copies = np.arange(len(target)) >= kernel.shape[-1]
         widened[..., copies] += rng.normal(0, noise * kernel.std(), widened[..., copies].shape)
@@ -57,9 +57,9 @@ def widen(narrow: keras.Model, wide: keras.Model, *, noise: float = 0.05, seed: 
         source = target
 
 
-def _flattened(channels: np.ndarray, positions: int) -> np.ndarray:
+def _flattened(channels: np.ndarray, old_units: int) -> np.ndarray:
     """``channels`` (per new channel, the old one it copies) for a flattened (height, width,
-    channel) map of ``positions`` cells: per new flat unit, the old flat unit it copies."""
-    n_old = int(channels.max()) + 1
-    cells = np.arange(positions)[:, None]
+    channel) map that had ``old_units`` units: per new flat unit, the old flat unit it copies."""
+    n_old = int(channels.max()) + 1   # the old channels come first, in place
+    cells = np.arange(old_units // n_old)[:, None]
     return (cells * n_old + channels[None, :]).reshape(-1)
